@@ -1,0 +1,121 @@
+//! The self-pipe: how another thread, or a signal, wakes a sleeping loop.
+//!
+//! A non-blocking `AF_UNIX` socket pair. Its write end doubles as Python's
+//! signal wake-up descriptor (`signal.set_wakeup_fd`), so the C-level signal
+//! handler writes the signal number into it; cross-thread wake-ups write a
+//! zero byte, which no signal uses.
+//!
+//! Wake-ups are only written while the loop thread is actually sleeping in the
+//! poller: the loop sets `sleeping` before it releases the GIL to wait and
+//! clears it after it has the GIL back, and wakers test it while holding the
+//! GIL, so a waker either sees the flag set (and writes), or runs before the
+//! loop computed its timeout (and the loop will see the new work). A busy loop
+//! therefore pays no system call per `call_soon_threadsafe`.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::fd::{cvt, SharedFd};
+
+/// A non-blocking socket pair used to interrupt the poller.
+#[derive(Debug)]
+pub struct SelfPipe {
+    read: SharedFd,
+    write: SharedFd,
+    /// Set while the loop thread waits in the poller without the GIL.
+    sleeping: AtomicBool,
+}
+
+impl SelfPipe {
+    /// Creates the pair (non-blocking, close-on-exec).
+    pub fn new() -> io::Result<Self> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        cvt(unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        })?;
+        Ok(Self {
+            read: SharedFd::new(fds[0]),
+            write: SharedFd::new(fds[1]),
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    /// The end the loop polls and drains.
+    pub fn read_fd(&self) -> Option<RawFd> {
+        self.read.get()
+    }
+
+    /// The end wakers (and the signal machinery) write to.
+    pub fn write_fd(&self) -> Option<RawFd> {
+        self.write.get()
+    }
+
+    /// Marks the loop as about to sleep (`true`) or awake (`false`).
+    pub fn set_sleeping(&self, sleeping: bool) {
+        self.sleeping.store(sleeping, Ordering::SeqCst);
+    }
+
+    /// Whether the loop is currently sleeping in the poller.
+    pub fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::SeqCst)
+    }
+
+    /// Writes a zero byte. A full pipe already guarantees a wake-up and a
+    /// closed pipe means the loop is gone, so both are ignored.
+    pub fn wake(&self) {
+        if let Some(fd) = self.write.get() {
+            let byte = 0u8;
+            // SAFETY: writes one byte from a valid local buffer.
+            unsafe {
+                libc::send(fd, (&byte as *const u8).cast(), 1, libc::MSG_DONTWAIT);
+            }
+        }
+    }
+
+    /// Wakes the loop only if it is sleeping.
+    pub fn wake_if_sleeping(&self) {
+        if self.is_sleeping() {
+            self.wake();
+        }
+    }
+
+    /// Reads everything pending and calls `on_signal` for every non-zero byte
+    /// (a signal number written by Python's C-level signal handler).
+    pub fn drain(&self, mut on_signal: impl FnMut(u8)) -> io::Result<()> {
+        let fd = self.read.require()?;
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: reads into a valid local buffer of `buf.len()` bytes.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 {
+                buf[..n as usize]
+                    .iter()
+                    .filter(|&&b| b != 0)
+                    .for_each(|&b| on_signal(b));
+                continue;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(()),
+                _ => return Err(err),
+            }
+        }
+    }
+
+    /// Closes both ends.
+    pub fn close(&self) {
+        self.read.close();
+        self.write.close();
+    }
+}

@@ -1,0 +1,39 @@
+//! Conversion of OS errors to Python exceptions, and the loop's own errors.
+//!
+//! PyO3's default `io::Error` conversion does not set `errno`; here an OS
+//! error becomes `OSError(errno, strerror)`, which Python's `OSError`
+//! constructor turns into the matching subclass (`FileNotFoundError`,
+//! `BlockingIOError`, ...), with `.errno` and `.strerror` set.
+
+use std::ffi::CStr;
+use std::io;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::PyErr;
+
+/// The text `os.strerror(code)` gives.
+pub fn strerror(code: i32) -> String {
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: `buf` is writable for its whole length; the XSI strerror_r
+    // NUL-terminates what it writes on success.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
+    if rc != 0 {
+        return format!("Unknown error {code}");
+    }
+    // SAFETY: strerror_r succeeded, so `buf` holds a NUL-terminated string.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `OSError(errno, strerror)` for an OS error, a plain `OSError` otherwise.
+pub fn os_error(err: io::Error) -> PyErr {
+    match err.raw_os_error() {
+        Some(code) => PyOSError::new_err((code, strerror(code))),
+        None => PyOSError::new_err(err.to_string()),
+    }
+}
+
+pub fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}

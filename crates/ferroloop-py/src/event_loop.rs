@@ -1,0 +1,1061 @@
+//! The native half of `ferroloop.Loop`: scheduling, the loop turn, the
+//! asynchronous-generator hooks, futures and tasks, and readiness callbacks
+//! (`add_reader`/`add_writer`). This mirrors asyncio's `base_events` plus the
+//! readiness part of `selector_events`; `python/ferroloop/_loop.py` adds the
+//! coroutine-level methods and the exception handler on top.
+//!
+//! # One turn of the loop (`run_once`)
+//! 1. Drop cancelled timers (the head run, or the whole heap when more than
+//!    half of a large heap is cancelled).
+//! 2. Compute the timeout: 0 when callbacks are ready or the loop is stopping,
+//!    otherwise until the earliest timer (at most a day), otherwise infinite.
+//! 3. Poll. With a zero timeout and nothing registered but the self-pipe, the
+//!    system call is skipped: no event could be reported that asyncio would
+//!    act on in this turn (wake-ups only matter to a sleeping loop). A real
+//!    wait releases the GIL; `EINTR` runs Python's signal handlers so Ctrl-C
+//!    raises `KeyboardInterrupt` at once.
+//! 4. Queue the callbacks of ready descriptors (reader before writer).
+//! 5. Move due timers (`when < now + resolution`) to the ready queue in
+//!    `(when, sequence)` order.
+//! 6. Run exactly the callbacks that were ready at this point; callbacks they
+//!    schedule wait for the next turn.
+//!
+//! All mutable state lives in one `GilCell<State>`; see `gil_cell.rs` for the
+//! rule that keeps borrows free of Python code.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use ferroloop_core::{
+    monotonic, Events, Interest, Poller, SelfPipe, TimerEntry, TimerQueue, CLOCK_RESOLUTION,
+};
+use pyo3::exceptions::{
+    PyAttributeError, PyResourceWarning, PyRuntimeError, PyTypeError, PyValueError,
+};
+use pyo3::ffi;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple, PyWeakrefReference};
+use pyo3::{intern, PyTraverseError, PyTypeInfo};
+
+use crate::asyncgens::AsyncGens;
+use crate::errors::{closed_error, os_error};
+use crate::gil_cell::GilCell;
+use crate::handles::{Handle, NewHandle, TimerHandle};
+use crate::py_refs;
+use crate::registry::{Direction, Registry, Removed, SELF_PIPE_TOKEN};
+
+/// The longest single wait, as asyncio's `MAXIMUM_SELECT_TIMEOUT`.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+/// Readiness reports taken per wait; more are reported by the next one.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// A timer in the heap (a `TimerHandle`, held through its `Handle` base).
+pub(crate) struct Timer(Py<Handle>);
+
+impl TimerEntry for Timer {
+    fn is_cancelled(&self) -> bool {
+        self.0.get().is_cancelled()
+    }
+}
+
+/// Mutable loop state; see the module documentation.
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Py<Handle>>,
+    timers: TimerQueue<Timer>,
+    registry: Registry,
+    asyncgens: AsyncGens,
+    task_factory: Option<Py<PyAny>>,
+    /// The handle being run, in debug mode (asyncio's `_current_handle`).
+    current_handle: Option<Py<Handle>>,
+    /// The readiness buffer; taken out while the loop waits without the GIL.
+    events: Option<Events>,
+    /// Whether signal handlers are installed: the self-pipe must then be
+    /// polled every turn, since signal numbers arrive through it.
+    signals_active: bool,
+}
+
+/// The native event loop; `ferroloop.Loop` is its Python subclass.
+#[pyclass(module = "ferroloop._core", name = "Loop", subclass, frozen)]
+pub struct Loop {
+    state: GilCell<State>,
+    poller: Poller,
+    self_pipe: SelfPipe,
+    closed: AtomicBool,
+    stopping: AtomicBool,
+    debug: AtomicBool,
+    /// Identifier of the thread running the loop, 0 when not running.
+    thread_id: AtomicU64,
+    asyncgens_shutdown_called: AtomicBool,
+    /// `slow_callback_duration`, as the bits of an f64.
+    slow_callback_duration: AtomicU64,
+}
+
+fn current_thread_id() -> u64 {
+    // SAFETY: PyThread_get_thread_ident has no preconditions.
+    u64::from(unsafe { ffi::PyThread_get_thread_ident() })
+}
+
+fn python_at_least(py: Python<'_>, minor: u8) -> bool {
+    py.version_info() >= (3, minor)
+}
+
+/// Converts what asyncio accepts as a file object to a descriptor number,
+/// raising `ValueError("Invalid file object: ...")` as
+/// `_ensure_fd_no_transport` does. Negative numbers are returned as they are.
+fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = obj.py();
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>();
+    }
+    let converted = obj
+        .call_method0(intern!(py, "fileno"))
+        .and_then(|fileno| py.get_type::<PyInt>().call1((fileno,)))
+        .and_then(|fd| fd.extract::<i64>());
+    match converted {
+        Err(e)
+            if e.is_instance_of::<PyAttributeError>(py)
+                || e.is_instance_of::<PyTypeError>(py)
+                || e.is_instance_of::<PyValueError>(py) =>
+        {
+            Err(PyValueError::new_err(format!(
+                "Invalid file object: {}",
+                obj.repr()?
+            )))
+        }
+        other => other,
+    }
+}
+
+/// Calls `callable(*args, **{name: value for each kwname})` through
+/// vectorcall, with a cached tuple of keyword names.
+fn vectorcall_kw<'py>(
+    callable: &Bound<'py, PyAny>,
+    positional: &[&Bound<'py, PyAny>],
+    keywords: &[&Bound<'py, PyAny>],
+    kwnames: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    debug_assert_eq!(keywords.len(), kwnames.len());
+    let mut argv: Vec<*mut ffi::PyObject> = Vec::with_capacity(positional.len() + keywords.len());
+    argv.extend(positional.iter().map(|a| a.as_ptr()));
+    argv.extend(keywords.iter().map(|a| a.as_ptr()));
+    // SAFETY: `argv` holds valid borrowed object pointers kept alive by the
+    // callers' `Bound`s; `kwnames` is a tuple of strings whose length matches
+    // the keyword values at the end of `argv`.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            callable.py(),
+            ffi::PyObject_Vectorcall(
+                callable.as_ptr(),
+                argv.as_ptr(),
+                positional.len(),
+                kwnames.as_ptr(),
+            ),
+        )
+    }
+}
+
+fn kwnames<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyTuple>>,
+    names: &[&str],
+) -> PyResult<&'py Bound<'py, PyTuple>> {
+    cell.get_or_try_init(py, || PyTuple::new(py, names).map(Bound::unbind))
+        .map(|t| t.bind(py))
+}
+
+impl Loop {
+    #[inline]
+    pub(crate) fn debug(&self) -> bool {
+        self.debug.load(Relaxed)
+    }
+
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Relaxed) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.thread_id.load(Relaxed) != 0
+    }
+
+    /// asyncio's `_check_thread` (debug mode only).
+    fn check_thread(&self) -> PyResult<()> {
+        let owner = self.thread_id.load(Relaxed);
+        if owner != 0 && owner != current_thread_id() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `TimerHandle.cancel()` notification: count it if still in the heap.
+    pub(crate) fn timer_handle_cancelled(&self, py: Python<'_>, handle: &Handle) {
+        if handle.is_scheduled() {
+            self.state.with(py, |s| s.timers.note_cancelled());
+        }
+    }
+
+    fn new_handle<'py>(
+        slf: &Bound<'py, Self>,
+        method: &str,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+        check_thread: bool,
+    ) -> PyResult<NewHandle<'py>> {
+        let this = slf.get();
+        let debug = this.debug();
+        if debug {
+            if check_thread {
+                this.check_thread()?;
+            }
+            py_refs::check_callback(slf.py())?.call1((&callback, method))?;
+        }
+        Ok(NewHandle {
+            callback,
+            args,
+            context,
+            traceback: debug,
+        })
+    }
+
+    fn push_ready(&self, py: Python<'_>, handle: Py<Handle>) {
+        self.state.with(py, |s| s.ready.push_back(handle));
+    }
+
+    fn call_soon_threadsafe_impl<'py>(
+        slf: &Bound<'py, Self>,
+        new: NewHandle<'py>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let handle = Handle::new_plain(py, slf, new)?;
+        this.push_ready(py, handle.clone().unbind());
+        this.self_pipe.wake_if_sleeping();
+        Ok(handle)
+    }
+
+    fn check_running(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if slf.get().running() {
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
+        }
+        if !py_refs::get_running_loop(slf.py())?.call0()?.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "Cannot run the event loop while another loop is running",
+            ));
+        }
+        Ok(())
+    }
+
+    fn run_forever_inner(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.thread_id.store(current_thread_id(), Relaxed);
+        let hooks = PyDict::new(py);
+        hooks.set_item(
+            intern!(py, "firstiter"),
+            slf.getattr(intern!(py, "_asyncgen_firstiter_hook"))?,
+        )?;
+        hooks.set_item(
+            intern!(py, "finalizer"),
+            slf.getattr(intern!(py, "_asyncgen_finalizer_hook"))?,
+        )?;
+        py_refs::set_asyncgen_hooks(py)?.call((), Some(&hooks))?;
+        py_refs::set_running_loop(py)?.call1((slf,))?;
+        loop {
+            Self::run_once(slf)?;
+            if this.stopping.load(Relaxed) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One turn of the loop; see the module documentation.
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+
+        // 1 and 2: prune cancelled timers, compute the timeout.
+        let stopping = this.stopping.load(Relaxed);
+        let (pruned, timeout, must_poll) = this.state.with(py, |s| {
+            let pruned = s.timers.prune();
+            let timeout = if !s.ready.is_empty() || stopping {
+                Some(Duration::ZERO)
+            } else {
+                s.timers.next_when().map(|when| {
+                    Duration::from_secs_f64((when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
+                })
+            };
+            (pruned, timeout, s.registry.len() > 0 || s.signals_active)
+        });
+        for timer in &pruned {
+            timer.0.get().set_unscheduled();
+        }
+        drop(pruned);
+
+        // 3 and 4: poll and queue I/O callbacks.
+        if timeout != Some(Duration::ZERO) || must_poll {
+            Self::poll(slf, timeout)?;
+        }
+
+        // 5: due timers.
+        let end_time = monotonic() + CLOCK_RESOLUTION;
+        this.state.with(py, |s| {
+            while let Some(Timer(handle)) = s.timers.pop_due(end_time) {
+                handle.get().set_unscheduled();
+                s.ready.push_back(handle);
+            }
+        });
+
+        // 6: run what is ready now.
+        let ntodo = this.state.with(py, |s| s.ready.len());
+        for _ in 0..ntodo {
+            let Some(handle) = this.state.with(py, |s| s.ready.pop_front()) else {
+                break;
+            };
+            let handle = handle.into_bound(py);
+            if handle.get().is_cancelled() {
+                continue;
+            }
+            if this.debug() {
+                Self::run_debug(slf, &handle)?;
+            } else {
+                Handle::run(&handle)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn poll(slf: &Bound<'_, Self>, timeout: Option<Duration>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut events = this
+            .state
+            .with(py, |s| s.events.take())
+            .unwrap_or_else(|| Events::with_capacity(EVENTS_CAPACITY));
+        let result = if timeout == Some(Duration::ZERO) {
+            this.poller.wait(&mut events, timeout)
+        } else {
+            this.self_pipe.set_sleeping(true);
+            let result = py.detach(|| this.poller.wait(&mut events, timeout));
+            this.self_pipe.set_sleeping(false);
+            result
+        };
+        let interrupted = match result {
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => true,
+            Err(e) => {
+                this.state.with(py, |s| s.events = Some(events));
+                return Err(os_error(e));
+            }
+        };
+        let mut dead = Vec::new();
+        let mut signals = Vec::new();
+        let drain_error = this.state.with(py, |s| {
+            let mut drain_error = None;
+            for event in events.iter() {
+                if event.token == SELF_PIPE_TOKEN {
+                    if let Err(e) = this.self_pipe.drain(|sig| signals.push(sig)) {
+                        drain_error = Some(e);
+                    }
+                    continue;
+                }
+                s.registry.ready_callbacks(
+                    py,
+                    &this.poller,
+                    event.token,
+                    event.readable,
+                    event.writable,
+                    &mut s.ready,
+                    &mut dead,
+                );
+            }
+            events.clear();
+            s.events = Some(events);
+            drain_error
+        });
+        drop(dead);
+        if interrupted {
+            py.check_signals()?;
+        }
+        if let Some(e) = drain_error {
+            return Err(os_error(e));
+        }
+        for sig in signals {
+            slf.call_method1(intern!(py, "_handle_signal"), (sig,))?;
+        }
+        Ok(())
+    }
+
+    fn run_debug(slf: &Bound<'_, Self>, handle: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let previous = this
+            .state
+            .with(py, |s| s.current_handle.replace(handle.clone().unbind()));
+        drop(previous);
+        let t0 = monotonic();
+        let result = Handle::run(handle).and_then(|()| {
+            let dt = monotonic() - t0;
+            if dt >= f64::from_bits(this.slow_callback_duration.load(Relaxed)) {
+                py_refs::log_slow_callback(py)?.call1((handle, dt))?;
+            }
+            Ok(())
+        });
+        let current = this.state.with(py, |s| s.current_handle.take());
+        drop(current);
+        result
+    }
+
+    fn add_io(
+        slf: &Bound<'_, Self>,
+        fileobj: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        dir: Direction,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fd = fileobj_to_fd(&fileobj)?;
+        this.check_closed()?;
+        let fd: RawFd = match RawFd::try_from(fd) {
+            Ok(fd) if fd >= 0 => fd,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "Invalid file descriptor: {fd}"
+                )))
+            }
+        };
+        let new = NewHandle {
+            callback,
+            args,
+            context: None,
+            traceback: this.debug(),
+        };
+        let handle = Handle::new_plain(py, slf, new)?.unbind();
+        let mut dead = Vec::new();
+        let result = this.state.with(py, |s| {
+            s.registry
+                .set(&this.poller, fd, fileobj.unbind(), handle, dir, &mut dead)
+        });
+        drop(dead);
+        match result {
+            Ok(Some(previous)) => Handle::cancel_handle(previous.bind(py)),
+            Ok(None) => Ok(()),
+            Err(e) => Err(os_error(e)),
+        }
+    }
+
+    fn remove_io(
+        slf: &Bound<'_, Self>,
+        fileobj: Bound<'_, PyAny>,
+        dir: Direction,
+    ) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let fd = fileobj_to_fd(&fileobj)?;
+        if this.closed.load(Relaxed) {
+            return Ok(false);
+        }
+        let mut dead = Vec::new();
+        let result = this.state.with(py, |s| {
+            let fd = match RawFd::try_from(fd) {
+                Ok(fd) if fd >= 0 => fd,
+                _ => s.registry.find_by_object(&fileobj)?,
+            };
+            Some(s.registry.remove(&this.poller, fd, dir, &mut dead))
+        });
+        drop(dead);
+        match result {
+            None => Err(PyValueError::new_err(format!(
+                "Invalid file descriptor: {fd}"
+            ))),
+            Some(Err(e)) => Err(os_error(e)),
+            Some(Ok(Removed::Callback(handle))) => {
+                Handle::cancel_handle(handle.bind(py))?;
+                Ok(true)
+            }
+            Some(Ok(Removed::NotRegistered | Removed::NoCallback)) => Ok(false),
+        }
+    }
+}
+
+#[pymethods]
+impl Loop {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let poller = Poller::new().map_err(os_error)?;
+        let self_pipe = SelfPipe::new().map_err(os_error)?;
+        let read_fd = self_pipe.read_fd().expect("new self-pipe is open");
+        poller
+            .add(read_fd, SELF_PIPE_TOKEN, Interest::READABLE)
+            .map_err(os_error)?;
+        Ok(Loop {
+            state: GilCell::new(State::default()),
+            poller,
+            self_pipe,
+            closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            asyncgens_shutdown_called: AtomicBool::new(false),
+            slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+        })
+    }
+
+    /// The loop's clock: `time.monotonic()`.
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    /// Arrange for `callback(*args)` to be called soon, in FIFO order.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let new = Self::new_handle(slf, "call_soon", callback, args, context, true)?;
+        let handle = Handle::new_plain(py, slf, new)?;
+        this.push_ready(py, handle.clone().unbind());
+        Ok(handle)
+    }
+
+    /// Like `call_soon`, but safe to call from any thread; wakes the loop.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        slf.get().check_closed()?;
+        let new = Self::new_handle(slf, "call_soon_threadsafe", callback, args, context, false)?;
+        Self::call_soon_threadsafe_impl(slf, new)
+    }
+
+    /// Arrange for `callback(*args)` to be called at loop time `when`.
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at<'py>(
+        slf: &Bound<'py, Self>,
+        when: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        slf.get().check_closed()?;
+        let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;
+        let when_f: f64 = when.extract()?;
+        let when_obj = (!when.is_exact_instance_of::<PyFloat>()).then(|| when.unbind());
+        Self::schedule_timer(slf, new, when_f, when_obj)
+    }
+
+    /// Arrange for `callback(*args)` to be called after `delay` seconds.
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later<'py>(
+        slf: &Bound<'py, Self>,
+        delay: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        let when = monotonic() + delay;
+        slf.get().check_closed()?;
+        let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;
+        Self::schedule_timer(slf, new, when, None)
+    }
+
+    /// Run until `stop()` is called.
+    fn run_forever(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        Self::check_running(slf)?;
+        let tracking = intern!(py, "_set_coroutine_origin_tracking");
+        slf.call_method1(tracking, (this.debug(),))?;
+        let old_hooks = py_refs::get_asyncgen_hooks(py)?.call0()?;
+        let result = Self::run_forever_inner(slf);
+        // The `finally` part: every step runs even if an earlier one fails.
+        this.stopping.store(false, Relaxed);
+        this.thread_id.store(0, Relaxed);
+        let unset = py_refs::set_running_loop(py).and_then(|f| f.call1((py.None(),)));
+        let untrack = slf.call_method1(tracking, (false,));
+        let restore = old_hooks
+            .cast::<PyTuple>()
+            .map_err(PyErr::from)
+            .and_then(|hooks| py_refs::set_asyncgen_hooks(py)?.call1(hooks));
+        unset?;
+        untrack?;
+        restore?;
+        result
+    }
+
+    /// Stop after the current turn (callbacks already scheduled still run).
+    fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.running()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Closes the native part: drops queued callbacks and timers, releases
+    /// the poller and the self-pipe. Returns False if already closed.
+    fn _close_native(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.running() {
+            return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
+        }
+        if self.closed.swap(true, Relaxed) {
+            return Ok(false);
+        }
+        let mut dead: Vec<Py<PyAny>> = Vec::new();
+        let (ready, timers) = self.state.with(py, |s| {
+            s.registry.clear(&mut dead);
+            (std::mem::take(&mut s.ready), s.timers.drain())
+        });
+        for timer in &timers {
+            timer.0.get().set_unscheduled();
+        }
+        drop((ready, timers, dead));
+        self.poller.close();
+        self.self_pipe.close();
+        Ok(true)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.debug()
+    }
+
+    fn set_debug(slf: &Bound<'_, Self>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.debug.store(enabled.is_truthy()?, Relaxed);
+        if this.running() {
+            let callback = slf.getattr(intern!(py, "_set_coroutine_origin_tracking"))?;
+            let new = NewHandle {
+                callback,
+                args: PyTuple::new(py, [enabled])?,
+                context: None,
+                traceback: false,
+            };
+            Self::call_soon_threadsafe_impl(slf, new)?;
+        }
+        Ok(())
+    }
+
+    #[getter(slow_callback_duration)]
+    fn slow_callback_duration(&self) -> f64 {
+        f64::from_bits(self.slow_callback_duration.load(Relaxed))
+    }
+
+    #[setter(slow_callback_duration)]
+    fn set_slow_callback_duration(&self, value: f64) {
+        self.slow_callback_duration.store(value.to_bits(), Relaxed);
+    }
+
+    /// Create a Future attached to the loop.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let py = slf.py();
+        vectorcall_kw(
+            py_refs::future_type(py)?,
+            &[],
+            &[slf.as_any()],
+            kwnames(py, &NAMES, &["loop"])?,
+        )
+    }
+
+    /// Schedule a coroutine as a Task (or through the task factory).
+    #[pyo3(signature = (coro, *, name=None, context=None, **kwargs))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+        kwargs: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(kwargs) = kwargs.as_ref().filter(|k| !k.is_empty()) {
+            if !python_at_least(py, 13) {
+                let key = kwargs.keys().get_item(0)?;
+                return Err(PyTypeError::new_err(format!(
+                    "create_task() got an unexpected keyword argument {}",
+                    key.repr()?
+                )));
+            }
+        }
+        this.check_closed()?;
+        let factory = this
+            .state
+            .with(py, |s| s.task_factory.as_ref().map(|f| f.clone_ref(py)));
+        let none = py.None().into_bound(py);
+        let name = name.unwrap_or_else(|| none.clone());
+        let context = context.unwrap_or_else(|| none.clone());
+        let Some(factory) = factory else {
+            if kwargs.as_ref().is_some_and(|k| !k.is_empty()) {
+                let all = kwargs.unwrap();
+                all.set_item("loop", slf)?;
+                all.set_item("name", &name)?;
+                all.set_item("context", &context)?;
+                return py_refs::task_type(py)?.call((coro,), Some(&all));
+            }
+            return vectorcall_kw(
+                py_refs::task_type(py)?,
+                &[&coro],
+                &[slf.as_any(), &name, &context],
+                kwnames(py, &NAMES, &["loop", "name", "context"])?,
+            );
+        };
+        let factory = factory.into_bound(py);
+        if python_at_least(py, 13) {
+            let all = kwargs.unwrap_or_else(|| PyDict::new(py));
+            if !name.is_none() {
+                all.set_item("name", &name)?;
+            }
+            if !context.is_none() {
+                all.set_item("context", &context)?;
+            }
+            return factory.call((slf, coro), Some(&all));
+        }
+        let task = if context.is_none() {
+            factory.call1((slf, coro))?
+        } else {
+            let kw = PyDict::new(py);
+            kw.set_item("context", &context)?;
+            factory.call((slf, coro), Some(&kw))?
+        };
+        if python_at_least(py, 12) {
+            if !name.is_none() {
+                task.call_method1(intern!(py, "set_name"), (name,))?;
+            }
+        } else {
+            py_refs::set_task_name(py)?.call1((&task, name))?;
+        }
+        Ok(task)
+    }
+
+    fn set_task_factory(&self, py: Python<'_>, factory: Bound<'_, PyAny>) -> PyResult<()> {
+        if !factory.is_none() && !factory.is_callable() {
+            return Err(PyTypeError::new_err(
+                "task factory must be a callable or None",
+            ));
+        }
+        let factory = (!factory.is_none()).then(|| factory.unbind());
+        let old = self
+            .state
+            .with(py, |s| std::mem::replace(&mut s.task_factory, factory));
+        drop(old);
+        Ok(())
+    }
+
+    fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .with(py, |s| s.task_factory.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_task_factory(py)
+    }
+
+    // --- asynchronous generators -------------------------------------------
+
+    fn _asyncgen_firstiter_hook(slf: &Bound<'_, Self>, agen: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.asyncgens_shutdown_called.load(Relaxed) {
+            let message = format!(
+                "asynchronous generator {} was scheduled after loop.shutdown_asyncgens() call",
+                agen.repr()?
+            );
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("source", slf)?;
+            py_refs::warn(py)?
+                .call((message, PyResourceWarning::type_object(py)), Some(&kwargs))?;
+        }
+        let weak = PyWeakrefReference::new(agen)?.unbind();
+        let mut dead = Vec::new();
+        this.state
+            .with(py, |s| s.asyncgens.add(py, weak, &mut dead));
+        drop(dead);
+        Ok(())
+    }
+
+    /// Called by the interpreter (garbage collector or frame teardown, in any
+    /// thread) for a generator that was not exhausted: schedule its
+    /// `aclose()` on the loop. Cheap and thread-safe on purpose.
+    fn _asyncgen_finalizer_hook(slf: &Bound<'_, Self>, agen: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        if slf.get().closed.load(Relaxed) {
+            return Ok(());
+        }
+        let aclose = agen.call_method0(intern!(py, "aclose"))?;
+        let new = NewHandle {
+            callback: slf.getattr(intern!(py, "create_task"))?,
+            args: PyTuple::new(py, [aclose])?,
+            context: None,
+            traceback: false,
+        };
+        Self::call_soon_threadsafe_impl(slf, new)?;
+        Ok(())
+    }
+
+    /// The live generators, forgetting them all (for `shutdown_asyncgens`).
+    fn _take_asyncgens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut dead = Vec::new();
+        let live = self
+            .state
+            .with(py, |s| s.asyncgens.take_live(py, &mut dead));
+        drop(dead);
+        PyList::new(py, live)
+    }
+
+    /// Number of live generators first iterated on this loop.
+    fn _asyncgens_count(&self, py: Python<'_>) -> usize {
+        self.state.with(py, |s| s.asyncgens.live_count(py))
+    }
+
+    #[getter(_asyncgens_shutdown_called)]
+    fn asyncgens_shutdown_called(&self) -> bool {
+        self.asyncgens_shutdown_called.load(Relaxed)
+    }
+
+    #[setter(_asyncgens_shutdown_called)]
+    fn set_asyncgens_shutdown_called(&self, value: bool) {
+        self.asyncgens_shutdown_called.store(value, Relaxed);
+    }
+
+    // --- readiness callbacks ---------------------------------------------
+
+    /// Call `callback(*args)` whenever `fd` is readable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, Direction::Read)
+    }
+
+    /// Stop watching `fd` for reading; True if a callback was removed.
+    fn remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Direction::Read)
+    }
+
+    /// Call `callback(*args)` whenever `fd` is writable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, Direction::Write)
+    }
+
+    /// Stop watching `fd` for writing; True if a callback was removed.
+    fn remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Direction::Write)
+    }
+
+    // --- internals used by the Python layer and by asyncio's own code ------
+
+    /// A handle for `callback(*args)` that is not scheduled (signal handlers).
+    fn _new_handle<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let traceback = slf.get().debug();
+        Handle::new_plain(
+            slf.py(),
+            slf,
+            NewHandle {
+                callback,
+                args,
+                context: None,
+                traceback,
+            },
+        )
+    }
+
+    /// asyncio's `_run_once`: one turn of the loop.
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    /// Append a handle to the ready queue unless it is cancelled.
+    fn _add_callback(slf: &Bound<'_, Self>, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        match handle.cast::<Handle>() {
+            Ok(handle) => {
+                if !handle.get().is_cancelled() {
+                    slf.get().push_ready(py, handle.clone().unbind());
+                }
+            }
+            Err(_) => {
+                // A handle of another implementation: run it through `_run`.
+                if !handle.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+                    let new = NewHandle {
+                        callback: handle.getattr(intern!(py, "_run"))?,
+                        args: PyTuple::empty(py),
+                        context: None,
+                        traceback: false,
+                    };
+                    let ours = Handle::new_plain(py, slf, new)?;
+                    slf.get().push_ready(py, ours.unbind());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wake the loop if it is waiting for I/O.
+    fn _write_to_self(&self) {
+        self.self_pipe.wake();
+    }
+
+    fn _timer_handle_cancelled(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) {
+        if let Ok(handle) = handle.cast::<Handle>() {
+            self.timer_handle_cancelled(py, handle.get());
+        }
+    }
+
+    /// The descriptor Python's signal machinery should write to.
+    fn _signal_wakeup_fd(&self) -> PyResult<RawFd> {
+        self.self_pipe.write_fd().ok_or_else(closed_error)
+    }
+
+    fn _set_signals_active(&self, py: Python<'_>, active: bool) {
+        self.state.with(py, |s| s.signals_active = active);
+    }
+
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        Some(self.thread_id.load(Relaxed)).filter(|&id| id != 0)
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.debug()
+    }
+
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        self.state
+            .with(py, |s| s.current_handle.as_ref().map(|h| h.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _timer_cancelled_count(&self, py: Python<'_>) -> usize {
+        self.state.with(py, |s| s.timers.cancelled_count())
+    }
+
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        CLOCK_RESOLUTION
+    }
+
+    /// Sizes of the internal queues: (ready callbacks, timers, watched fds).
+    fn _queue_sizes(&self, py: Python<'_>) -> (usize, usize, usize) {
+        self.state
+            .with(py, |s| (s.ready.len(), s.timers.len(), s.registry.len()))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: tp_traverse runs with the GIL held.
+        let Some(s) = (unsafe { self.state.peek_for_gc() }) else {
+            return Ok(());
+        };
+        for handle in &s.ready {
+            visit.call(handle)?;
+        }
+        for timer in s.timers.iter() {
+            visit.call(&timer.0)?;
+        }
+        s.registry.traverse(&visit)?;
+        s.asyncgens.traverse(&visit)?;
+        visit.call(&s.task_factory)?;
+        visit.call(&s.current_handle)?;
+        Ok(())
+    }
+
+    fn __clear__(&self, py: Python<'_>) {
+        let mut dead: Vec<Py<PyAny>> = Vec::new();
+        let taken = self.state.with(py, |s| {
+            s.registry.clear(&mut dead);
+            let live = s.asyncgens.take_live(py, &mut dead);
+            (
+                std::mem::take(&mut s.ready),
+                s.timers.drain(),
+                s.task_factory.take(),
+                s.current_handle.take(),
+                live,
+            )
+        });
+        drop((taken, dead));
+    }
+}
+
+impl Loop {
+    fn schedule_timer<'py>(
+        slf: &Bound<'py, Self>,
+        new: NewHandle<'py>,
+        when: f64,
+        when_obj: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = slf.py();
+        let handle = Handle::new_timer(py, slf, new, when, when_obj)?;
+        let timer = Timer(handle.clone().unbind());
+        slf.get().state.with(py, |s| s.timers.push(when, timer));
+        Ok(handle)
+    }
+}
+
+/// Registers the classes of this file.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Loop>()?;
+    m.add_class::<Handle>()?;
+    m.add_class::<TimerHandle>()?;
+    Ok(())
+}

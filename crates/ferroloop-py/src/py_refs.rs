@@ -1,0 +1,45 @@
+//! Python objects the loop calls, looked up once per process.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+macro_rules! cached_attr {
+    ($(#[$doc:meta])* $name:ident, $module:literal, $attr:literal) => {
+        $(#[$doc])*
+        pub fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            CELL.import(py, $module, $attr)
+        }
+    };
+}
+
+cached_attr!(
+    /// asyncio's C `Future` type.
+    future_type, "asyncio.futures", "Future");
+cached_attr!(
+    /// asyncio's C `Task` type.
+    task_type, "asyncio.tasks", "Task");
+cached_attr!(get_running_loop, "asyncio.events", "_get_running_loop");
+cached_attr!(set_running_loop, "asyncio.events", "_set_running_loop");
+cached_attr!(get_asyncgen_hooks, "sys", "get_asyncgen_hooks");
+cached_attr!(set_asyncgen_hooks, "sys", "set_asyncgen_hooks");
+cached_attr!(warn, "warnings", "warn");
+cached_attr!(
+    /// `tasks._set_task_name`, used by `create_task` with a task factory on
+    /// Python 3.11.
+    set_task_name, "asyncio.tasks", "_set_task_name");
+cached_attr!(
+    /// `_report_callback_error(handle, callback, args, exc)`.
+    report_callback_error, "ferroloop._loop", "_report_callback_error");
+cached_attr!(
+    /// `_extract_stack()`: the creation traceback of a handle in debug mode.
+    extract_stack, "ferroloop._loop", "_extract_stack");
+cached_attr!(
+    /// `_check_callback(callback, method)`: debug-mode validation.
+    check_callback, "ferroloop._loop", "_check_callback");
+cached_attr!(
+    /// `_log_slow_callback(handle, seconds)`.
+    log_slow_callback, "ferroloop._loop", "_log_slow_callback");
+cached_attr!(
+    /// `_handle_repr(handle)`: asyncio's `Handle.__repr__` text.
+    handle_repr, "ferroloop._loop", "_handle_repr");

@@ -1,0 +1,49 @@
+"""ferroloop: a drop-in asyncio event loop written in Rust.
+
+Use it with ``asyncio.run(main(), loop_factory=ferroloop.new_event_loop)``
+(Python 3.12+), ``ferroloop.run(main())``, ``ferroloop.install()`` or
+``python -m ferroloop app.py``.
+"""
+
+import asyncio as _asyncio
+import sys as _sys
+
+from . import _core
+from ._core import Handle, TimerHandle
+from ._loop import Loop
+
+__all__ = ("Loop", "Handle", "TimerHandle", "EventLoopPolicy", "new_event_loop", "install", "run")
+__version__ = _core.__version__
+
+
+def new_event_loop():
+    """Return a new ferroloop event loop."""
+    return Loop()
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """asyncio's default policy for this platform, creating ferroloop loops.
+
+    ``asyncio.new_event_loop()``, ``asyncio.get_event_loop()`` and (before
+    Python 3.12's ``loop_factory``) ``asyncio.run()`` create their loops
+    through the policy.
+    """
+
+    _loop_factory = Loop
+
+
+def install():
+    """Make ferroloop the event loop asyncio creates by default."""
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None):
+    """Run coroutine ``main`` on a new ferroloop loop, like ``asyncio.run``:
+    shut asynchronous generators and the default executor down, close the
+    loop, and return ``main``'s result."""
+    if _sys.version_info >= (3, 12):
+        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)

@@ -1,0 +1,44 @@
+"""Run an unmodified asyncio program on ferroloop.
+
+    python -m ferroloop script.py [args...]
+    python -m ferroloop -m package.module [args...]
+
+ferroloop's policy is installed first, so the program's ``asyncio.run``,
+``asyncio.new_event_loop`` and ``asyncio.get_event_loop`` create ferroloop
+loops.
+"""
+
+import os
+import runpy
+import sys
+
+import ferroloop
+
+USAGE = "usage: python -m ferroloop script.py [args...] | python -m ferroloop -m module [args...]"
+
+
+def main(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stderr if not argv else sys.stdout)
+        return 2 if not argv else 0
+    ferroloop.install()
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print(USAGE, file=sys.stderr)
+            return 2
+        module = argv[1]
+        sys.argv = [module, *argv[2:]]
+        # Like `python -m`: the current directory comes first on the path.
+        sys.path[0] = os.getcwd()
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        script = argv[0]
+        sys.argv = [script, *argv[1:]]
+        # Like `python script.py`: the script's directory comes first.
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        runpy.run_path(script, run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,498 @@
+"""The ferroloop event loop class.
+
+``_core.Loop`` (Rust) implements scheduling, the loop turn, the
+asynchronous-generator hooks, futures/tasks and readiness callbacks. This
+module adds, on the Python subclass, what runs once per program or only on
+error paths and is clearer in Python: ``run_until_complete``, the exception
+handler, executors, ``shutdown_asyncgens``, signal handlers, and the helpers
+the native code calls for debug mode and error reports.
+
+Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
+running Python version; differences are documented where they exist.
+"""
+
+import asyncio
+import concurrent.futures
+import errno
+import signal
+import sys
+import threading
+import traceback
+import warnings
+
+from asyncio import base_events, coroutines, events, format_helpers, futures, tasks
+
+from . import _core
+
+__all__ = ("Loop",)
+
+_PY312 = sys.version_info >= (3, 12)
+
+
+def _logger():
+    # Looked up on every use so that code (and CPython's own tests) patching
+    # ``asyncio.base_events.logger`` sees ferroloop's messages too.
+    return base_events.logger
+
+
+def _stop_loop_when_done(fut):
+    """Done callback of ``run_until_complete``'s future."""
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # run_forever() is already unwinding with this exception.
+            return
+    futures._get_loop(fut).stop()
+
+
+def _noop_signal_handler(signum, frame):
+    """Installed for signals handled by the loop: Python then only writes
+    the signal number to the wake-up descriptor."""
+
+
+class Loop(_core.Loop, asyncio.AbstractEventLoop):
+    """An asyncio event loop implemented in Rust."""
+
+    def __init__(self):
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._exception_handler = None
+        self._signal_handlers = {}
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self.set_debug(coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (
+            f"<{type(self).__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()}>"
+        )
+
+    # -- running and closing ------------------------------------------------
+
+    def _check_closed(self):
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+
+    def _check_running(self):
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if events._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    def run_until_complete(self, future):
+        """Run until ``future`` is done and return its result (or raise its
+        exception). A coroutine is wrapped in a Task."""
+        self._check_closed()
+        self._check_running()
+        wrapped = not futures.isfuture(future)
+        future = tasks.ensure_future(future, loop=self)
+        if wrapped:
+            # The caller never sees this task: a failure is raised here, so
+            # there is nothing to warn about if it is left pending.
+            future._log_destroy_pending = False
+        future.add_done_callback(_stop_loop_when_done)
+        try:
+            self.run_forever()
+        except BaseException:
+            if wrapped and future.done() and not future.cancelled():
+                # Mark the exception retrieved: the caller cannot reach the
+                # task to do it.
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(_stop_loop_when_done)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def close(self):
+        """Close the loop: drop pending callbacks, shut the default executor
+        down without waiting, remove signal handlers."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            _logger().debug("Close %r", self)
+        # Signal handlers go first, while the wake-up descriptor is still
+        # open, so that no signal is written to a closed (or reused) number.
+        if self._signal_handlers:
+            if not sys.is_finalizing():
+                for sig in list(self._signal_handlers):
+                    self.remove_signal_handler(sig)
+            else:
+                warnings.warn(
+                    f"Closing the loop {self!r} on interpreter shutdown stage, "
+                    f"skipping signal handlers removal",
+                    ResourceWarning,
+                    source=self,
+                )
+                self._signal_handlers.clear()
+        self._close_native()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    def _set_coroutine_origin_tracking(self, enabled):
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
+            sys.set_coroutine_origin_tracking_depth(asyncio.constants.DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    # -- asynchronous generators --------------------------------------------
+
+    async def shutdown_asyncgens(self):
+        """Close every asynchronous generator still alive, concurrently;
+        report cleanup errors through the exception handler."""
+        self._asyncgens_shutdown_called = True
+        agens = self._take_asyncgens()
+        if not agens:
+            return
+        results = await tasks.gather(*[agen.aclose() for agen in agens], return_exceptions=True)
+        for agen, result in zip(agens, results):
+            if isinstance(result, Exception):
+                self.call_exception_handler(
+                    {
+                        "message": f"an error occurred during closing of asynchronous generator {agen!r}",
+                        "exception": result,
+                        "asyncgen": agen,
+                    }
+                )
+
+    # -- executors ----------------------------------------------------------
+
+    def run_in_executor(self, executor, func, *args):
+        """Run ``func(*args)`` in ``executor`` (the default thread pool if
+        None) and return an asyncio Future for the result."""
+        self._check_closed()
+        if self.get_debug():
+            _check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor instance")
+        self._default_executor = executor
+
+    if _PY312:
+
+        async def shutdown_default_executor(self, timeout=None):
+            """Shut the default executor down, waiting at most ``timeout``
+            seconds for its threads."""
+            await self._shutdown_default_executor(timeout)
+
+    else:
+
+        async def shutdown_default_executor(self):
+            """Shut the default executor down and wait for its threads."""
+            await self._shutdown_default_executor(None)
+
+    async def _shutdown_default_executor(self, timeout):
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        thread = threading.Thread(target=self._do_shutdown, args=(future,))
+        thread.start()
+        if timeout is None:
+            try:
+                await future
+            finally:
+                thread.join()
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            warnings.warn(
+                f"The executor did not finishing joining its threads within {timeout} seconds.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._default_executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    def _do_shutdown(self, future):
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_result_unless_cancelled, future, None)
+        except Exception as exc:
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_exception_unless_cancelled, future, exc)
+
+    # -- error handling -----------------------------------------------------
+
+    def get_exception_handler(self):
+        """The custom exception handler, or None if the default is in use."""
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        """Set ``handler(loop, context)`` as the exception handler (None
+        restores the default)."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log ``context`` (see ``call_exception_handler``) to the asyncio
+        logger, with creation tracebacks in debug mode."""
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
+        current = self._current_handle
+        if "source_traceback" not in context and current is not None and current._source_traceback:
+            context["handle_traceback"] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in ("message", "exception"):
+                continue
+            value = context[key]
+            if key in ("source_traceback", "handle_traceback"):
+                what = "Object" if key == "source_traceback" else "Handle"
+                frames = "".join(traceback.format_list(value)).rstrip()
+                value = f"{what} created at (most recent call last):\n{frames}"
+            else:
+                value = repr(value)
+            lines.append(f"{key}: {value}")
+        _logger().error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Pass ``context`` to the exception handler. Errors raised by the
+        handler are logged, except KeyboardInterrupt and SystemExit."""
+        handler = self._exception_handler
+        if handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                _logger().error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler(
+                    {
+                        "message": "Unhandled error in exception handler",
+                        "exception": exc,
+                        "context": context,
+                    }
+                )
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                _logger().error(
+                    "Exception in default exception handler while handling an "
+                    "unexpected error in custom exception handler",
+                    exc_info=True,
+                )
+
+    # -- signals ------------------------------------------------------------
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Call ``callback(*args)`` on the loop when signal ``sig`` arrives.
+        Only possible from the main thread."""
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # Raises ValueError outside the main thread: checked before any
+            # state changes.
+            signal.set_wakeup_fd(self._signal_wakeup_fd())
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        self._signal_handlers[sig] = self._new_handle(callback, args)
+        self._set_signals_active(True)
+        try:
+            signal.signal(sig, _noop_signal_handler)
+            # Restart interrupted system calls instead of failing with EINTR.
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                self._set_signals_active(False)
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    _logger().info("set_wakeup_fd(-1) failed: %s", nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler of ``sig``; True if there was one."""
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            self._set_signals_active(False)
+            try:
+                signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                _logger().info("set_wakeup_fd(-1) failed: %s", exc)
+        return True
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _handle_signal(self, sig):
+        """Called by the native loop for each signal number read from the
+        wake-up descriptor."""
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self._add_callback_signalsafe(handle)
+
+    def _add_callback_signalsafe(self, handle):
+        self._add_callback(handle)
+        self._write_to_self()
+
+
+def _not_implemented(name):
+    message = (
+        f"ferroloop does not implement loop.{name}() yet; "
+        f"see the compatibility table in ferroloop's README"
+    )
+
+    async def method(self, *args, **kwargs):
+        raise NotImplementedError(message)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"Not implemented yet: raises NotImplementedError."
+    return method
+
+
+for _name in (
+    "getaddrinfo",
+    "getnameinfo",
+    "create_connection",
+    "create_server",
+    "sendfile",
+    "start_tls",
+    "create_unix_connection",
+    "create_unix_server",
+    "connect_accepted_socket",
+    "create_datagram_endpoint",
+    "connect_read_pipe",
+    "connect_write_pipe",
+    "subprocess_shell",
+    "subprocess_exec",
+    "sock_recv",
+    "sock_recv_into",
+    "sock_recvfrom",
+    "sock_recvfrom_into",
+    "sock_sendall",
+    "sock_sendto",
+    "sock_connect",
+    "sock_accept",
+    "sock_sendfile",
+):
+    setattr(Loop, _name, _not_implemented(_name))
+del _name
+
+
+def _set_result_unless_cancelled(fut, result):
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+def _set_exception_unless_cancelled(fut, exc):
+    if not fut.cancelled():
+        fut.set_exception(exc)
+
+
+# -- helpers called by the native code ---------------------------------------
+
+
+def _report_callback_error(handle, callback, args, exc):
+    """A callback raised ``exc``: report it through the loop's exception
+    handler, as asyncio's ``Handle._run`` does."""
+    source = format_helpers._format_callback_source(callback, args)
+    context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
+    source_traceback = handle._source_traceback
+    if source_traceback:
+        context["source_traceback"] = source_traceback
+    handle._loop.call_exception_handler(context)
+
+
+def _extract_stack():
+    """The stack of the Python code calling into the loop (debug mode)."""
+    try:
+        caller = sys._getframe(1)
+    except ValueError:
+        return None
+    return format_helpers.extract_stack(caller)
+
+
+def _check_callback(callback, method):
+    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        raise TypeError(f"coroutines cannot be used with {method}()")
+    if not callable(callback):
+        raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+
+def _format_handle(handle):
+    owner = getattr(handle._callback, "__self__", None)
+    if isinstance(owner, tasks.Task):
+        return repr(owner)
+    return str(handle)
+
+
+def _log_slow_callback(handle, seconds):
+    _logger().warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
+
+
+def _handle_repr(handle):
+    parts = [type(handle).__name__]
+    if handle._cancelled:
+        parts.append("cancelled")
+    if isinstance(handle, _core.TimerHandle):
+        parts.append(f"when={handle._when}")
+    if handle._callback is not None:
+        parts.append(format_helpers._format_callback_source(handle._callback, handle._args))
+    source_traceback = handle._source_traceback
+    if source_traceback:
+        filename, lineno = source_traceback[-1][:2]
+        parts.append(f"created at {filename}:{lineno}")
+    return f"<{' '.join(parts)}>"
