@@ -291,7 +291,13 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 _logger().error("Exception in default exception handler", exc_info=True)
             return
         try:
-            handler(self, context)
+            run_in = _handler_context(context) if _PY312 else None
+            if run_in is not None:
+                # Python 3.12+: the handler runs in the context of the task,
+                # future or handle the report is about.
+                run_in.run(handler, self, context)
+            else:
+                handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -430,6 +436,19 @@ for _name in (
 ):
     setattr(Loop, _name, _not_implemented(_name))
 del _name
+
+
+def _handler_context(context):
+    """The ``contextvars.Context`` of the object an error report is about."""
+    for key in ("task", "future", "handle"):
+        thing = context.get(key)
+        if thing is not None:
+            break
+    else:
+        return None
+    get_context = getattr(thing, "get_context", None)
+    ctx = get_context() if get_context is not None else None
+    return ctx if ctx is not None and hasattr(ctx, "run") else None
 
 
 def _set_result_unless_cancelled(fut, result):

@@ -1,0 +1,64 @@
+"""Shared fixtures: every behaviour test runs on ferroloop and on stdlib
+asyncio's own loop, and both must give the same results.
+
+The ``loop`` fixture installs an exception handler that records every call;
+a test that expects exception-handler calls takes them from ``loop.errors``
+(``take_errors``), and any call left over fails the test at teardown.
+"""
+
+import asyncio
+import gc
+import sys
+
+import pytest
+
+import ferroloop
+
+LOOP_FACTORIES = {
+    "ferroloop": ferroloop.new_event_loop,
+    "asyncio": asyncio.SelectorEventLoop,
+}
+
+
+@pytest.fixture(params=sorted(LOOP_FACTORIES))
+def loop_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def loop_factory(loop_kind):
+    return LOOP_FACTORIES[loop_kind]
+
+
+@pytest.fixture
+def loop(loop_factory):
+    loop = loop_factory()
+    loop.errors = []
+    loop.set_exception_handler(lambda lp, context: lp.errors.append(context))
+    old_hooks = sys.get_asyncgen_hooks()
+    yield loop
+    try:
+        if not loop.is_closed():
+            if not loop.is_running():
+                loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+        gc.collect()
+        assert sys.get_asyncgen_hooks() == old_hooks, "asyncgen hooks leaked"
+        assert asyncio.events._get_running_loop() is None
+        assert loop.errors == [], f"unexpected exception handler calls: {loop.errors}"
+    finally:
+        asyncio.set_event_loop(None)
+
+
+def take_errors(loop):
+    """The exception handler calls so far (consumed)."""
+    errors = list(loop.errors)
+    loop.errors.clear()
+    return errors
+
+
+def run_briefly(loop, turns=1):
+    """Run ``turns`` iterations of the loop."""
+    for _ in range(turns):
+        loop.call_soon(loop.stop)
+        loop.run_forever()

@@ -1,0 +1,116 @@
+"""Debug mode: flag, slow-callback warnings, thread checks, tracebacks."""
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import run_briefly
+
+
+def test_debug_flag(loop):
+    assert loop.get_debug() is False
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    assert "debug=True" in repr(loop)
+    loop.set_debug(False)
+    assert loop.get_debug() is False
+
+
+@pytest.mark.parametrize("kind", ["ferroloop", "asyncio"])
+@pytest.mark.parametrize("env, expected", [({"PYTHONASYNCIODEBUG": "1"}, "True"), ({}, "False")])
+def test_pythonasynciodebug_env(kind, env, expected):
+    factory = "ferroloop.new_event_loop()" if kind == "ferroloop" else "asyncio.SelectorEventLoop()"
+    code = f"import asyncio, ferroloop; loop = {factory}; print(loop.get_debug()); loop.close()"
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_slow_callback_is_logged(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.02
+
+    def slow():
+        time.sleep(0.05)
+
+    loop.call_soon(slow)
+    loop.call_soon(lambda: None)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        run_briefly(loop)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Executing <Handle test_slow_callback_is_logged.<locals>.slow() at ")
+    assert " took 0.0" in warnings[0] and warnings[0].endswith(" seconds")
+
+
+def test_slow_task_step_is_logged_with_task_repr(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.02
+
+    async def slow_coro():
+        time.sleep(0.05)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(slow_coro())
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("Executing <Task finished name=") and "slow_coro()" in m for m in messages)
+
+
+def test_non_threadsafe_call_from_other_thread_raises_in_debug(loop):
+    loop.set_debug(True)
+    errors = []
+
+    def other_thread():
+        for call in (lambda: loop.call_soon(print), lambda: loop.call_later(1, print), lambda: loop.call_at(1, print)):
+            try:
+                call()
+            except RuntimeError as e:
+                errors.append(str(e))
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(threading.Thread(target=other_thread).start)
+    loop.run_forever()
+    assert errors == ["Non-thread-safe operation invoked on an event loop other than the current one"] * 3
+
+
+def test_handles_record_creation_traceback_in_debug(loop):
+    loop.set_debug(True)
+    h = loop.call_soon(print)  # this line
+    line = sys._getframe().f_lineno - 1
+    assert h._source_traceback[-1][0] == __file__
+    assert h._source_traceback[-1][1] == line
+    assert repr(h).endswith(f"created at {__file__}:{line}>")
+    t = loop.call_later(10, print)
+    assert t._source_traceback[-1][1] == line + 5
+    h.cancel()
+    t.cancel()
+    # Cancelled in debug mode: the representation is kept.
+    assert "created at" in repr(h)
+
+
+def test_coroutine_origin_tracking_during_debug_run(loop):
+    loop.set_debug(True)
+    depths = []
+
+    async def main():
+        depths.append(sys.get_coroutine_origin_tracking_depth())
+
+    before = sys.get_coroutine_origin_tracking_depth()
+    loop.run_until_complete(main())
+    assert depths == [asyncio.constants.DEBUG_STACK_DEPTH]
+    assert sys.get_coroutine_origin_tracking_depth() == before
+
+
+def test_callback_error_in_debug_mode_has_source_traceback(loop):
+    loop.set_debug(True)
+    loop.call_soon(lambda: 1 / 0)
+    run_briefly(loop)
+    (error,) = loop.errors
+    loop.errors.clear()
+    assert error["source_traceback"][-1][0] == __file__

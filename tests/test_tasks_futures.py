@@ -1,0 +1,103 @@
+"""create_future, create_task, task factories."""
+
+import asyncio
+import contextvars
+
+import pytest
+
+
+def test_create_future_is_asyncio_future(loop):
+    fut = loop.create_future()
+    assert type(fut) is asyncio.Future
+    assert fut.get_loop() is loop
+    loop.call_soon(fut.set_result, 5)
+    assert loop.run_until_complete(fut) == 5
+
+
+def test_create_task_with_name_and_context(loop):
+    var = contextvars.ContextVar("var", default="default")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in ctx")
+
+    async def coro():
+        return var.get(), asyncio.current_task().get_name()
+
+    task = loop.create_task(coro(), name="my-task", context=ctx)
+    assert type(task) is asyncio.Task
+    assert task.get_loop() is loop
+    assert loop.run_until_complete(task) == ("in ctx", "my-task")
+
+
+def test_create_task_rejects_non_coroutines(loop):
+    with pytest.raises(TypeError, match="a coroutine was expected, got 42"):
+        loop.create_task(42)
+
+
+def test_create_task_unknown_keyword(loop):
+    coro = asyncio.sleep(0)
+    try:
+        with pytest.raises(TypeError, match="unexpected keyword argument"):
+            loop.create_task(coro, bogus=1)
+    finally:
+        coro.close()
+
+
+def test_task_factory(loop):
+    calls = []
+
+    def factory(lp, coro, **kwargs):
+        calls.append((lp, sorted(kwargs)))
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    assert loop.get_task_factory() is None
+    loop.set_task_factory(factory)
+    assert loop.get_task_factory() is factory
+
+    async def coro():
+        return asyncio.current_task().get_name()
+
+    assert loop.run_until_complete(loop.create_task(coro(), name="named")) == "named"
+    ctx = contextvars.copy_context()
+    loop.run_until_complete(loop.create_task(coro(), context=ctx))
+    assert calls[0] == (loop, [])
+    assert calls[-1] == (loop, ["context"])
+    loop.set_task_factory(None)
+    assert loop.get_task_factory() is None
+    with pytest.raises(TypeError, match="task factory must be a callable or None"):
+        loop.set_task_factory(1)
+
+
+def test_tasks_interleave_with_sleep_zero(loop):
+    trace = []
+
+    async def worker(name, n):
+        for i in range(n):
+            trace.append((name, i))
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(worker("a", 3), worker("b", 3))
+
+    loop.run_until_complete(main())
+    assert trace == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+
+
+def test_future_callbacks_run_in_order(loop):
+    order = []
+    fut = loop.create_future()
+    for i in range(3):
+        fut.add_done_callback(lambda f, i=i: order.append(i))
+    fut.set_result(None)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert order == [0, 1, 2]
+
+
+def test_wait_for_and_timeouts(loop):
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(10), 0.01)
+        async with asyncio.timeout(0.01) as cm:
+            await asyncio.sleep(0)
+        return cm.expired()
+
+    assert loop.run_until_complete(main()) is False
