@@ -23,6 +23,76 @@ def test_handle_cycle_is_collected(loop):
     assert ref() is None
 
 
+class TimerOwner:
+    """Keeps the handle of its own timer, as much asyncio code does."""
+
+    def __init__(self, loop, delay):
+        self.fired = False
+        self.timer = loop.call_later(delay, self.on_timer)
+
+    def on_timer(self):
+        self.fired = True
+
+
+def test_fired_timer_cycle_is_collected(loop):
+    owner = TimerOwner(loop, 0)
+    ref = weakref.ref(owner)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert owner.fired
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
+def test_cancelled_timer_cycle_is_collected(loop):
+    owners = [TimerOwner(loop, 3600) for _ in range(300)]
+    refs = [weakref.ref(o) for o in owners]
+    for o in owners:
+        o.timer.cancel()
+    # Cancelled timers leave the heap lazily (compaction or head pruning).
+    loop.run_until_complete(asyncio.sleep(0))
+    del owners, o
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_cycle_through_handle_left_in_closed_loop_is_collected(loop):
+    owner = TimerOwner(loop, 3600)
+    ref = weakref.ref(owner)
+    loop.close()
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
+def test_context_of_queued_handle_can_be_shared(loop):
+    import contextvars
+
+    var = contextvars.ContextVar("v")
+    var.set("value")
+    handle = loop.call_soon(print)
+    ctx = handle.get_context() if hasattr(handle, "get_context") else handle._context
+    handle.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    del handle
+    gc.collect()
+    assert ctx[var] == "value"
+    # The context stays usable after the handle is gone.
+    assert ctx.run(var.get) == "value"
+
+
+def test_handles_of_dropped_unclosed_loop_are_freed(loop_factory):
+    loop = loop_factory()
+    owner = TimerOwner(loop, 3600)
+    ref_owner, ref_loop = weakref.ref(owner), weakref.ref(loop)
+    del owner
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        del loop
+        gc.collect()
+    assert ref_loop() is None
+    assert ref_owner() is None
+
+
 def test_pending_handle_cycle_through_loop_is_collected(loop_factory):
     loop = loop_factory()
     box = Box()

@@ -44,7 +44,7 @@ use pyo3::{intern, PyTraverseError, PyTypeInfo};
 use crate::asyncgens::AsyncGens;
 use crate::errors::{closed_error, os_error};
 use crate::gil_cell::GilCell;
-use crate::handles::{Handle, NewHandle, TimerHandle};
+use crate::handles::{Dropped, Handle, NewHandle, TimerHandle};
 use crate::py_refs;
 use crate::registry::{Direction, Registry, Removed, SELF_PIPE_TOKEN};
 
@@ -80,9 +80,11 @@ struct State {
 }
 
 /// The native event loop; `ferroloop.Loop` is its Python subclass.
-#[pyclass(module = "ferroloop._core", name = "Loop", subclass, frozen)]
+#[pyclass(module = "ferroloop._core", name = "Loop", subclass, frozen, weakref)]
 pub struct Loop {
     state: GilCell<State>,
+    /// A weak reference to this loop, shared by all its handles.
+    weak_self: PyOnceLock<Py<PyWeakrefReference>>,
     poller: Poller,
     self_pipe: SelfPipe,
     closed: AtomicBool,
@@ -169,6 +171,13 @@ fn kwnames<'py>(
 }
 
 impl Loop {
+    /// The weak reference handles keep to their loop.
+    pub(crate) fn weak_ref<'a>(slf: &'a Bound<'_, Self>) -> PyResult<&'a Py<PyWeakrefReference>> {
+        slf.get()
+            .weak_self
+            .get_or_try_init(slf.py(), || PyWeakrefReference::new(slf).map(Bound::unbind))
+    }
+
     #[inline]
     pub(crate) fn debug(&self) -> bool {
         self.debug.load(Relaxed)
@@ -239,7 +248,7 @@ impl Loop {
     ) -> PyResult<Bound<'py, Handle>> {
         let py = slf.py();
         let this = slf.get();
-        let handle = Handle::new_plain(py, slf, new)?;
+        let handle = Handle::new_plain(py, slf, new, true)?;
         this.push_ready(py, handle.clone().unbind());
         this.self_pipe.wake_if_sleeping();
         Ok(handle)
@@ -300,10 +309,10 @@ impl Loop {
             };
             (pruned, timeout, s.registry.len() > 0 || s.signals_active)
         });
-        for timer in &pruned {
-            timer.0.get().set_unscheduled();
+        for Timer(handle) in pruned {
+            handle.get().set_unscheduled();
+            Handle::release(handle);
         }
-        drop(pruned);
 
         // 3 and 4: poll and queue I/O callbacks.
         if timeout != Some(Duration::ZERO) || must_poll {
@@ -311,8 +320,11 @@ impl Loop {
         }
 
         // 5: due timers.
-        let end_time = monotonic() + CLOCK_RESOLUTION;
         this.state.with(py, |s| {
+            if s.timers.is_empty() {
+                return;
+            }
+            let end_time = monotonic() + CLOCK_RESOLUTION;
             while let Some(Timer(handle)) = s.timers.pop_due(end_time) {
                 handle.get().set_unscheduled();
                 s.ready.push_back(handle);
@@ -326,14 +338,15 @@ impl Loop {
                 break;
             };
             let handle = handle.into_bound(py);
-            if handle.get().is_cancelled() {
-                continue;
-            }
-            if this.debug() {
-                Self::run_debug(slf, &handle)?;
+            let result = if handle.get().is_cancelled() {
+                Ok(())
+            } else if this.debug() {
+                Self::run_debug(slf, &handle)
             } else {
-                Handle::run(&handle)?;
-            }
+                Handle::run(&handle)
+            };
+            Handle::release(handle.unbind());
+            result?;
         }
         Ok(())
     }
@@ -361,7 +374,7 @@ impl Loop {
                 return Err(os_error(e));
             }
         };
-        let mut dead = Vec::new();
+        let mut dead = Dropped::default();
         let mut signals = Vec::new();
         let drain_error = this.state.with(py, |s| {
             let mut drain_error = None;
@@ -386,7 +399,7 @@ impl Loop {
             s.events = Some(events);
             drain_error
         });
-        drop(dead);
+        dead.release();
         if interrupted {
             py.check_signals()?;
         }
@@ -444,15 +457,19 @@ impl Loop {
             context: None,
             traceback: this.debug(),
         };
-        let handle = Handle::new_plain(py, slf, new)?.unbind();
-        let mut dead = Vec::new();
+        let handle = Handle::new_plain(py, slf, new, true)?.unbind();
+        let mut dead = Dropped::default();
         let result = this.state.with(py, |s| {
             s.registry
                 .set(&this.poller, fd, fileobj.unbind(), handle, dir, &mut dead)
         });
-        drop(dead);
+        dead.release();
         match result {
-            Ok(Some(previous)) => Handle::cancel_handle(previous.bind(py)),
+            Ok(Some(previous)) => {
+                let cancelled = Handle::cancel_handle(previous.bind(py));
+                Handle::release(previous);
+                cancelled
+            }
             Ok(None) => Ok(()),
             Err(e) => Err(os_error(e)),
         }
@@ -469,7 +486,7 @@ impl Loop {
         if this.closed.load(Relaxed) {
             return Ok(false);
         }
-        let mut dead = Vec::new();
+        let mut dead = Dropped::default();
         let result = this.state.with(py, |s| {
             let fd = match RawFd::try_from(fd) {
                 Ok(fd) if fd >= 0 => fd,
@@ -477,15 +494,16 @@ impl Loop {
             };
             Some(s.registry.remove(&this.poller, fd, dir, &mut dead))
         });
-        drop(dead);
+        dead.release();
         match result {
             None => Err(PyValueError::new_err(format!(
                 "Invalid file descriptor: {fd}"
             ))),
             Some(Err(e)) => Err(os_error(e)),
             Some(Ok(Removed::Callback(handle))) => {
-                Handle::cancel_handle(handle.bind(py))?;
-                Ok(true)
+                let cancelled = Handle::cancel_handle(handle.bind(py));
+                Handle::release(handle);
+                cancelled.map(|()| true)
             }
             Some(Ok(Removed::NotRegistered | Removed::NoCallback)) => Ok(false),
         }
@@ -512,6 +530,7 @@ impl Loop {
             thread_id: AtomicU64::new(0),
             asyncgens_shutdown_called: AtomicBool::new(false),
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+            weak_self: PyOnceLock::new(),
         })
     }
 
@@ -532,7 +551,7 @@ impl Loop {
         let this = slf.get();
         this.check_closed()?;
         let new = Self::new_handle(slf, "call_soon", callback, args, context, true)?;
-        let handle = Handle::new_plain(py, slf, new)?;
+        let handle = Handle::new_plain(py, slf, new, true)?;
         this.push_ready(py, handle.clone().unbind());
         Ok(handle)
     }
@@ -635,15 +654,16 @@ impl Loop {
         if self.closed.swap(true, Relaxed) {
             return Ok(false);
         }
-        let mut dead: Vec<Py<PyAny>> = Vec::new();
-        let (ready, timers) = self.state.with(py, |s| {
+        let mut dead = Dropped::default();
+        self.state.with(py, |s| {
             s.registry.clear(&mut dead);
-            (std::mem::take(&mut s.ready), s.timers.drain())
+            dead.handles.extend(s.ready.drain(..));
+            for Timer(handle) in s.timers.drain() {
+                handle.get().set_unscheduled();
+                dead.handles.push(handle);
+            }
         });
-        for timer in &timers {
-            timer.0.get().set_unscheduled();
-        }
-        drop((ready, timers, dead));
+        dead.release();
         self.poller.close();
         self.self_pipe.close();
         Ok(true)
@@ -906,6 +926,7 @@ impl Loop {
                 context: None,
                 traceback,
             },
+            false,
         )
     }
 
@@ -932,7 +953,7 @@ impl Loop {
                         context: None,
                         traceback: false,
                     };
-                    let ours = Handle::new_plain(py, slf, new)?;
+                    let ours = Handle::new_plain(py, slf, new, true)?;
                     slf.get().push_ready(py, ours.unbind());
                 }
             }
@@ -1021,19 +1042,18 @@ impl Loop {
     }
 
     fn __clear__(&self, py: Python<'_>) {
-        let mut dead: Vec<Py<PyAny>> = Vec::new();
-        let taken = self.state.with(py, |s| {
+        let mut dead = Dropped::default();
+        self.state.with(py, |s| {
             s.registry.clear(&mut dead);
-            let live = s.asyncgens.take_live(py, &mut dead);
-            (
-                std::mem::take(&mut s.ready),
-                s.timers.drain(),
-                s.task_factory.take(),
-                s.current_handle.take(),
-                live,
-            )
+            let live = s.asyncgens.take_live(py, &mut dead.objects);
+            dead.objects.extend(live);
+            dead.handles.extend(s.ready.drain(..));
+            dead.handles
+                .extend(s.timers.drain().into_iter().map(|Timer(h)| h));
+            dead.objects.extend(s.task_factory.take());
+            dead.handles.extend(s.current_handle.take());
         });
-        drop((taken, dead));
+        dead.release();
     }
 }
 

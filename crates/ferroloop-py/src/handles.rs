@@ -7,6 +7,22 @@
 //! Both kinds share one native layout: a `TimerHandle` is a `Handle` whose
 //! timer fields are used. The ready queue and the timer heap therefore hold
 //! the same type and a timer moves to the ready queue without conversion.
+//!
+//! # Garbage-collector tracking
+//! A handle that only the loop's queues reference is reachable from the loop
+//! for as long as it is queued, so the cyclic garbage collector has nothing
+//! to find through it. Handles made for the queues (and the context copied
+//! for them) are therefore created *untracked*: a burst of `call_soon` does
+//! not make every collection walk every pending callback. When the loop lets
+//! go of a handle ([`Handle::release`]) that something else still references
+//! (`self._timer = loop.call_later(...)`), the handle and its context are
+//! tracked again, so cycles through them are collected as with asyncio. The
+//! context is also tracked whenever it is handed to Python code.
+//!
+//! This is only sound if a queued handle cannot be part of an unreachable
+//! cycle, i.e. if the loop is not reachable from it: a handle refers to its
+//! loop through a weak reference. And since CPython frees a `Context`
+//! assuming it is tracked, a handle re-tracks its context when dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -15,7 +31,7 @@ use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::types::{PyFloat, PyTuple};
+use pyo3::types::{PyFloat, PyTuple, PyWeakrefReference};
 use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::Loop;
@@ -38,9 +54,13 @@ pub struct Handle {
     cb: GilCell<Callback>,
     /// The `contextvars.Context` the callback runs in.
     context: Py<PyAny>,
-    /// The loop that created the handle (for `cancel` in debug mode and for
-    /// timer accounting).
-    loop_: Py<Loop>,
+    /// Whether `context` was copied for this handle, and so is untracked by
+    /// the garbage collector until it is shared (see the module docs).
+    owns_context: bool,
+    /// Weak reference to the loop that created the handle (for `cancel` in
+    /// debug mode and for timer accounting); weak so that queued handles do
+    /// not form cycles with their loop.
+    loop_: Py<PyWeakrefReference>,
     cancelled: AtomicBool,
     /// Deadline of a timer as a float (NaN for plain handles).
     when: f64,
@@ -49,6 +69,17 @@ pub struct Handle {
     when_obj: Option<Py<PyAny>>,
     /// Whether a timer is still in the loop's timer heap.
     scheduled: AtomicBool,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // CPython frees a Context assuming it is tracked (its dealloc uses
+        // the unchecked untrack), so an untracked context of ours must be
+        // tracked again before its last reference can go.
+        if self.owns_context {
+            gc_track(&self.context);
+        }
+    }
 }
 
 /// A callback scheduled for a point in time.
@@ -60,6 +91,25 @@ fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     // SAFETY: the GIL is held; PyContext_CopyCurrent returns a new reference
     // or NULL with an exception set.
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
+}
+
+/// Stops the garbage collector from tracking `obj`.
+fn gc_untrack(obj: &Py<impl Sized>) {
+    // SAFETY: `obj` is a live object of a GC type (a handle or a Context);
+    // untracking an untracked object is allowed.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
+}
+
+/// Makes the garbage collector track `obj` again if it does not.
+fn gc_track(obj: &Py<impl Sized>) {
+    let ptr = obj.as_ptr();
+    // SAFETY: `ptr` is a live object of a GC type; it is tracked only if it
+    // is not already (tracking twice is a fatal error).
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
+        }
+    }
 }
 
 /// Calls `callback(*args)` inside `context`, as `context.run(callback, *args)`.
@@ -109,6 +159,23 @@ fn call_in_context<'py>(
     Ok(())
 }
 
+/// Python objects taken out of the loop's state inside a `GilCell` borrow,
+/// to be let go of after it: handles through [`Handle::release`], other
+/// objects by dropping them.
+#[derive(Default)]
+pub(crate) struct Dropped {
+    pub handles: Vec<Py<Handle>>,
+    pub objects: Vec<Py<PyAny>>,
+}
+
+impl Dropped {
+    /// Lets go of everything; call outside any `GilCell` borrow.
+    pub fn release(self) {
+        self.handles.into_iter().for_each(Handle::release);
+        drop(self.objects);
+    }
+}
+
 /// What a freshly created handle needs.
 pub(crate) struct NewHandle<'py> {
     pub callback: Bound<'py, PyAny>,
@@ -126,10 +193,17 @@ impl Handle {
         new: NewHandle<'_>,
         when: f64,
         when_obj: Option<Py<PyAny>>,
+        queued: bool,
     ) -> PyResult<Self> {
-        let context = match new.context {
-            Some(ctx) => ctx.unbind(),
-            None => copy_context(py)?,
+        let (context, owns_context) = match new.context {
+            Some(ctx) => (ctx.unbind(), false),
+            None => {
+                let ctx = copy_context(py)?;
+                if queued {
+                    gc_untrack(&ctx);
+                }
+                (ctx, queued)
+            }
         };
         let source_traceback = if new.traceback {
             let tb = py_refs::extract_stack(py)?.call0()?;
@@ -145,7 +219,8 @@ impl Handle {
                 source_traceback,
             }),
             context,
-            loop_: loop_.clone().unbind(),
+            owns_context,
+            loop_: Loop::weak_ref(loop_)?.clone_ref(py),
             cancelled: AtomicBool::new(false),
             when,
             when_obj,
@@ -153,16 +228,23 @@ impl Handle {
         })
     }
 
-    /// A plain handle.
+    /// A plain handle. `queued`: it goes into one of the loop's queues and is
+    /// left untracked by the garbage collector until released.
     pub(crate) fn new_plain<'py>(
         py: Python<'py>,
         loop_: &Bound<'py, Loop>,
         new: NewHandle<'py>,
+        queued: bool,
     ) -> PyResult<Bound<'py, Handle>> {
-        Bound::new(py, Self::build(py, loop_, new, f64::NAN, None)?)
+        let handle = Bound::new(py, Self::build(py, loop_, new, f64::NAN, None, queued)?)?;
+        if queued {
+            gc_untrack(handle.as_unbound());
+        }
+        Ok(handle)
     }
 
-    /// A `TimerHandle` (returned as its `Handle` base), marked scheduled.
+    /// A `TimerHandle` (returned as its `Handle` base), marked scheduled and
+    /// untracked until released by the loop.
     pub(crate) fn new_timer<'py>(
         py: Python<'py>,
         loop_: &Bound<'py, Loop>,
@@ -170,10 +252,43 @@ impl Handle {
         when: f64,
         when_obj: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        let base = Self::build(py, loop_, new, when, when_obj)?;
+        let base = Self::build(py, loop_, new, when, when_obj, true)?;
         base.scheduled.store(true, Relaxed);
         let init = PyClassInitializer::from(base).add_subclass(TimerHandle);
-        Ok(Bound::new(py, init)?.into_super())
+        let handle = Bound::new(py, init)?.into_super();
+        gc_untrack(handle.as_unbound());
+        Ok(handle)
+    }
+
+    /// The loop lets go of a handle it held in a queue: if anything else
+    /// still references it, the garbage collector must see it (and its
+    /// context) again. Must not be called inside a `GilCell` borrow, since
+    /// dropping the handle may run arbitrary code.
+    pub(crate) fn release(handle: Py<Handle>) {
+        // SAFETY: `handle` is a live object we own a reference to.
+        if unsafe { ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
+            gc_track(&handle);
+            let this = handle.get();
+            if this.owns_context {
+                gc_track(&this.context);
+            }
+        }
+        drop(handle);
+    }
+
+    /// The context, made visible to the garbage collector first since the
+    /// caller hands it to Python code.
+    fn shared_context(&self, py: Python<'_>) -> Py<PyAny> {
+        if self.owns_context {
+            gc_track(&self.context);
+        }
+        self.context.clone_ref(py)
+    }
+
+    /// The loop, if it still exists.
+    pub(crate) fn loop_object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, Loop>> {
+        let obj = self.loop_.bind(py).upgrade()?;
+        obj.cast_into::<Loop>().ok()
     }
 
     #[inline]
@@ -230,7 +345,7 @@ impl Handle {
         if this.cancelled.swap(true, Relaxed) {
             return Ok(());
         }
-        if this.loop_.get().debug() {
+        if this.loop_object(py).is_some_and(|lp| lp.get().debug()) {
             let repr = slf.repr()?.into_any().unbind();
             let old = this.cb.with(py, |cb| cb.repr.replace(repr));
             drop(old);
@@ -269,7 +384,7 @@ impl Handle {
 
     /// The `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        self.shared_context(py)
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -306,13 +421,13 @@ impl Handle {
     }
 
     #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<Loop> {
-        self.loop_.clone_ref(py)
+    fn _loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, Loop>> {
+        self.loop_object(py)
     }
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        self.shared_context(py)
     }
 
     #[getter]
@@ -368,7 +483,9 @@ impl TimerHandle {
         let base = slf.as_super();
         let handle = base.get();
         if !handle.is_cancelled() {
-            handle.loop_.get().timer_handle_cancelled(slf.py(), handle);
+            if let Some(lp) = handle.loop_object(slf.py()) {
+                lp.get().timer_handle_cancelled(slf.py(), handle);
+            }
         }
         Handle::cancel_handle(base)
     }

@@ -8,8 +8,8 @@
 //! the slot belongs to an earlier registration of a reused descriptor number
 //! and is ignored.
 //!
-//! Methods never drop Python objects: whatever they remove is pushed onto a
-//! `dead` list that the caller drops after leaving the `GilCell` borrow.
+//! Methods never drop Python objects: whatever they remove is collected in a
+//! [`Dropped`] that the caller releases after leaving the `GilCell` borrow.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -19,7 +19,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
-use crate::handles::Handle;
+use crate::handles::{Dropped, Handle};
 
 /// Token of the self-pipe's read end (its descriptor half, `-1`, never
 /// matches a registration).
@@ -112,7 +112,7 @@ impl Registry {
         fileobj: Py<PyAny>,
         handle: Py<Handle>,
         dir: Direction,
-        dead: &mut Vec<Py<PyAny>>,
+        dead: &mut Dropped,
     ) -> io::Result<Option<Py<Handle>>> {
         if let Some(reg) = self.get_mut(fd) {
             let mut interest = reg.interest();
@@ -127,12 +127,11 @@ impl Registry {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => poller.add(fd, tok, interest),
                 other => other,
             };
+            dead.objects.push(fileobj);
             if let Err(e) = outcome {
-                dead.push(handle.into_any());
-                dead.push(fileobj);
+                dead.handles.push(handle);
                 return Err(e);
             }
-            dead.push(fileobj);
             return Ok(reg.slot(dir).replace(handle));
         }
         let generation = self.next_generation;
@@ -154,9 +153,9 @@ impl Registry {
             other => other,
         };
         if let Err(e) = outcome {
-            dead.extend(reg.reader.take().map(Py::into_any));
-            dead.extend(reg.writer.take().map(Py::into_any));
-            dead.push(reg.fileobj);
+            dead.handles.extend(reg.reader.take());
+            dead.handles.extend(reg.writer.take());
+            dead.objects.push(reg.fileobj);
             return Err(e);
         }
         let index = fd as usize;
@@ -176,7 +175,7 @@ impl Registry {
         poller: &Poller,
         fd: RawFd,
         dir: Direction,
-        dead: &mut Vec<Py<PyAny>>,
+        dead: &mut Dropped,
     ) -> io::Result<Removed> {
         let Some(reg) = self.get_mut(fd) else {
             return Ok(Removed::NotRegistered);
@@ -194,7 +193,7 @@ impl Registry {
         }
         if let Err(e) = poller.modify(fd, token(fd, reg.generation), interest) {
             if let Removed::Callback(handle) = removed {
-                dead.push(handle.into_any());
+                dead.handles.push(handle);
             }
             self.unregister(fd, dead);
             return Err(e);
@@ -202,12 +201,12 @@ impl Registry {
         Ok(removed)
     }
 
-    fn unregister(&mut self, fd: RawFd, dead: &mut Vec<Py<PyAny>>) {
+    fn unregister(&mut self, fd: RawFd, dead: &mut Dropped) {
         if let Some(reg) = self.slots.get_mut(fd as usize).and_then(Option::take) {
             self.count -= 1;
-            dead.push(reg.fileobj);
-            dead.extend(reg.reader.map(Py::into_any));
-            dead.extend(reg.writer.map(Py::into_any));
+            dead.objects.push(reg.fileobj);
+            dead.handles.extend(reg.reader);
+            dead.handles.extend(reg.writer);
         }
     }
 
@@ -222,7 +221,7 @@ impl Registry {
         readable: bool,
         writable: bool,
         out: &mut impl Extend<Py<Handle>>,
-        dead: &mut Vec<Py<PyAny>>,
+        dead: &mut Dropped,
     ) {
         let (fd, generation) = split_token(token);
         let Some(reg) = self.get_mut(fd) else { return };
@@ -238,9 +237,9 @@ impl Registry {
         for (handle, dir) in [(reader, Direction::Read), (writer, Direction::Write)] {
             let Some(handle) = handle else { continue };
             if handle.get().is_cancelled() {
-                dead.push(handle.into_any());
+                dead.handles.push(handle);
                 if let Ok(Removed::Callback(h)) = self.remove(poller, fd, dir, dead) {
-                    dead.push(h.into_any());
+                    dead.handles.push(h);
                 }
             } else {
                 out.extend(Some(handle));
@@ -249,7 +248,7 @@ impl Registry {
     }
 
     /// Removes every registration (the poller is about to be closed).
-    pub fn clear(&mut self, dead: &mut Vec<Py<PyAny>>) {
+    pub fn clear(&mut self, dead: &mut Dropped) {
         for fd in 0..self.slots.len() {
             self.unregister(fd as RawFd, dead);
         }
