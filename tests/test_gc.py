@@ -125,3 +125,44 @@ def test_no_fd_leak_over_many_loops(loop_factory):
         loop.close()
     gc.collect()
     assert open_fds() <= before + 2
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_dropped_unclosed_loop_with_pending_task_is_collected(loop_factory):
+    # loop -> queued step of a task -> task -> loop: a cycle through the queue.
+    loop = loop_factory()
+
+    async def forever():
+        await asyncio.sleep(3600)
+
+    task = loop.create_task(forever())
+    task._log_destroy_pending = False
+    timer_owner = TimerOwner(loop, 3600)
+    timer_owner.loop = loop
+    ref_loop, ref_task = weakref.ref(loop), weakref.ref(task)
+    del task, timer_owner
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        del loop
+        gc.collect()
+    assert ref_loop() is None
+    assert ref_task() is None
+
+
+def test_dropped_unclosed_loop_with_pending_reader_is_collected(loop_factory):
+    import socket
+
+    loop = loop_factory()
+    a, b = socket.socketpair()
+    try:
+        holder = Box()
+        holder.loop = loop
+        loop.add_reader(a, holder.__init__)  # the callback references the loop
+        del holder
+        ref_loop = weakref.ref(loop)
+        with pytest.warns(ResourceWarning, match="unclosed event loop"):
+            del loop
+            gc.collect()
+        assert ref_loop() is None
+    finally:
+        a.close()
+        b.close()

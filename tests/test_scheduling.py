@@ -480,3 +480,34 @@ def test_get_context_and_private_attributes(loop, loop_kind):
     assert h._loop is loop and h._cancelled is False
     h.cancel()
     assert h._callback is None and h._args is None and h._cancelled is True
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lp: lp.call_soon(),
+        lambda lp: lp.call_soon_threadsafe(),
+        lambda lp: lp.call_later(1),
+        lambda lp: lp.call_at(),
+        lambda lp: lp.call_soon(print, bogus=1),
+        lambda lp: lp.call_later(0, print, contxt=None),
+        lambda lp: lp.call_at(1, print, 1, 2, **{"context": None, "x": 1}),
+    ],
+)
+def test_bad_arguments_raise_type_error(loop, call):
+    with pytest.raises(TypeError):
+        call(loop)
+
+
+def test_args_and_explicit_none_context(loop):
+    import contextvars
+
+    var = contextvars.ContextVar("v", default="unset")
+    var.set("current")
+    seen = []
+    loop.call_soon(lambda *a: seen.append((a, var.get())), 1, 2, context=None)
+    loop.call_later(0, lambda *a: seen.append((a, var.get())), 3, context=None)
+    loop.call_at(loop.time(), lambda *a: seen.append((a, var.get())), 4, 5, 6)
+    loop.call_soon_threadsafe(lambda *a: seen.append((a, var.get())))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == [((1, 2), "current"), ((), "current"), ((3,), "current"), ((4, 5, 6), "current")]

@@ -152,6 +152,21 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
+    if sys.version_info >= (3, 13):
+
+        def create_task(self, coro, **kwargs):
+            """Schedule a coroutine as a Task; keyword arguments (name,
+            context, eager_start, ...) go to the Task or the task factory."""
+            self._check_closed()
+            factory = self.get_task_factory()
+            if factory is not None:
+                return factory(self, coro, **kwargs)
+            task = tasks.Task(coro, loop=self, **kwargs)
+            if task._source_traceback:
+                # Drop this frame: the traceback ends where create_task was called.
+                del task._source_traceback[-1]
+            return task
+
     # -- asynchronous generators --------------------------------------------
 
     async def shutdown_asyncgens(self):

@@ -12,10 +12,8 @@
 //! does not need to remove its generator either: the interpreter clears weak
 //! references to an object before calling its finalizer.
 
-use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
-use pyo3::PyTraverseError;
 
 const MIN_SWEEP: usize = 64;
 
@@ -70,12 +68,5 @@ impl AsyncGens {
             dead.push(r.into_any());
         }
         live
-    }
-
-    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for r in &self.refs {
-            visit.call(r)?;
-        }
-        Ok(())
     }
 }

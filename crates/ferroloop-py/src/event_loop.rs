@@ -52,6 +52,8 @@ use crate::registry::{Direction, Registry, Removed, SELF_PIPE_TOKEN};
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// Readiness reports taken per wait; more are reported by the next one.
 const EVENTS_CAPACITY: usize = 1024;
+/// Most handles kept for reuse (see `handles.rs`).
+const HANDLE_FREE_LIST: usize = 256;
 
 /// A timer in the heap (a `TimerHandle`, held through its `Handle` base).
 pub(crate) struct Timer(Py<Handle>);
@@ -77,6 +79,8 @@ struct State {
     /// Whether signal handlers are installed: the self-pipe must then be
     /// polled every turn, since signal numbers arrive through it.
     signals_active: bool,
+    /// Empty handles kept for reuse by `call_soon` (see `handles.rs`).
+    free_handles: Vec<Py<Handle>>,
 }
 
 /// The native event loop; `ferroloop.Loop` is its Python subclass.
@@ -207,6 +211,27 @@ impl Loop {
         Ok(())
     }
 
+    /// An empty handle from the free list, if any.
+    #[inline]
+    pub(crate) fn reusable_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        self.state.with(py, |s| s.free_handles.pop())
+    }
+
+    /// Keeps an empty handle for reuse; hands it back if the list is full or
+    /// the loop is closed.
+    #[inline]
+    pub(crate) fn keep_for_reuse(&self, py: Python<'_>, handle: Py<Handle>) -> Option<Py<Handle>> {
+        let closed = self.closed.load(Relaxed);
+        self.state.with(py, |s| {
+            if closed || s.free_handles.len() >= HANDLE_FREE_LIST {
+                Some(handle)
+            } else {
+                s.free_handles.push(handle);
+                None
+            }
+        })
+    }
+
     /// `TimerHandle.cancel()` notification: count it if still in the heap.
     pub(crate) fn timer_handle_cancelled(&self, py: Python<'_>, handle: &Handle) {
         if handle.is_scheduled() {
@@ -309,9 +334,11 @@ impl Loop {
             };
             (pruned, timeout, s.registry.len() > 0 || s.signals_active)
         });
-        for Timer(handle) in pruned {
-            handle.get().set_unscheduled();
-            Handle::release(handle);
+        if !pruned.is_empty() {
+            for Timer(handle) in pruned {
+                handle.get().set_unscheduled();
+                Handle::release(py, this, handle);
+            }
         }
 
         // 3 and 4: poll and queue I/O callbacks.
@@ -319,20 +346,17 @@ impl Loop {
             Self::poll(slf, timeout)?;
         }
 
-        // 5: due timers.
-        this.state.with(py, |s| {
-            if s.timers.is_empty() {
-                return;
+        // 5: due timers join the ready queue; 6 runs what is ready now.
+        let ntodo = this.state.with(py, |s| {
+            if !s.timers.is_empty() {
+                let end_time = monotonic() + CLOCK_RESOLUTION;
+                while let Some(Timer(handle)) = s.timers.pop_due(end_time) {
+                    handle.get().set_unscheduled();
+                    s.ready.push_back(handle);
+                }
             }
-            let end_time = monotonic() + CLOCK_RESOLUTION;
-            while let Some(Timer(handle)) = s.timers.pop_due(end_time) {
-                handle.get().set_unscheduled();
-                s.ready.push_back(handle);
-            }
+            s.ready.len()
         });
-
-        // 6: run what is ready now.
-        let ntodo = this.state.with(py, |s| s.ready.len());
         for _ in 0..ntodo {
             let Some(handle) = this.state.with(py, |s| s.ready.pop_front()) else {
                 break;
@@ -345,7 +369,7 @@ impl Loop {
             } else {
                 Handle::run(&handle)
             };
-            Handle::release(handle.unbind());
+            Handle::release(py, this, handle.unbind());
             result?;
         }
         Ok(())
@@ -399,7 +423,7 @@ impl Loop {
             s.events = Some(events);
             drain_error
         });
-        dead.release();
+        dead.release(py, this);
         if interrupted {
             py.check_signals()?;
         }
@@ -463,11 +487,11 @@ impl Loop {
             s.registry
                 .set(&this.poller, fd, fileobj.unbind(), handle, dir, &mut dead)
         });
-        dead.release();
+        dead.release(py, this);
         match result {
             Ok(Some(previous)) => {
                 let cancelled = Handle::cancel_handle(previous.bind(py));
-                Handle::release(previous);
+                Handle::release(py, this, previous);
                 cancelled
             }
             Ok(None) => Ok(()),
@@ -494,7 +518,7 @@ impl Loop {
             };
             Some(s.registry.remove(&this.poller, fd, dir, &mut dead))
         });
-        dead.release();
+        dead.release(py, this);
         match result {
             None => Err(PyValueError::new_err(format!(
                 "Invalid file descriptor: {fd}"
@@ -502,7 +526,7 @@ impl Loop {
             Some(Err(e)) => Err(os_error(e)),
             Some(Ok(Removed::Callback(handle))) => {
                 let cancelled = Handle::cancel_handle(handle.bind(py));
-                Handle::release(handle);
+                Handle::release(py, this, handle);
                 cancelled.map(|()| true)
             }
             Some(Ok(Removed::NotRegistered | Removed::NoCallback)) => Ok(false),
@@ -537,74 +561,6 @@ impl Loop {
     /// The loop's clock: `time.monotonic()`.
     fn time(&self) -> f64 {
         monotonic()
-    }
-
-    /// Arrange for `callback(*args)` to be called soon, in FIFO order.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon<'py>(
-        slf: &Bound<'py, Self>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        let new = Self::new_handle(slf, "call_soon", callback, args, context, true)?;
-        let handle = Handle::new_plain(py, slf, new, true)?;
-        this.push_ready(py, handle.clone().unbind());
-        Ok(handle)
-    }
-
-    /// Like `call_soon`, but safe to call from any thread; wakes the loop.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe<'py>(
-        slf: &Bound<'py, Self>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, Handle>> {
-        slf.get().check_closed()?;
-        let new = Self::new_handle(slf, "call_soon_threadsafe", callback, args, context, false)?;
-        Self::call_soon_threadsafe_impl(slf, new)
-    }
-
-    /// Arrange for `callback(*args)` to be called at loop time `when`.
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at<'py>(
-        slf: &Bound<'py, Self>,
-        when: Bound<'py, PyAny>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, Handle>> {
-        if when.is_none() {
-            return Err(PyTypeError::new_err("when cannot be None"));
-        }
-        slf.get().check_closed()?;
-        let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;
-        let when_f: f64 = when.extract()?;
-        let when_obj = (!when.is_exact_instance_of::<PyFloat>()).then(|| when.unbind());
-        Self::schedule_timer(slf, new, when_f, when_obj)
-    }
-
-    /// Arrange for `callback(*args)` to be called after `delay` seconds.
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later<'py>(
-        slf: &Bound<'py, Self>,
-        delay: Bound<'py, PyAny>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, Handle>> {
-        if delay.is_none() {
-            return Err(PyTypeError::new_err("delay must not be None"));
-        }
-        let delay: f64 = delay.extract()?;
-        let when = monotonic() + delay;
-        slf.get().check_closed()?;
-        let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;
-        Self::schedule_timer(slf, new, when, None)
     }
 
     /// Run until `stop()` is called.
@@ -662,8 +618,10 @@ impl Loop {
                 handle.get().set_unscheduled();
                 dead.handles.push(handle);
             }
+            dead.objects
+                .extend(s.free_handles.drain(..).map(Py::into_any));
         });
-        dead.release();
+        dead.release(py, self);
         self.poller.close();
         self.self_pipe.close();
         Ok(true)
@@ -712,42 +670,27 @@ impl Loop {
         )
     }
 
-    /// Schedule a coroutine as a Task (or through the task factory).
-    #[pyo3(signature = (coro, *, name=None, context=None, **kwargs))]
+    /// Schedule a coroutine as a Task (or through the task factory). This is
+    /// the Python 3.11/3.12 signature; `_loop.py` replaces the method on 3.13+,
+    /// where extra keyword arguments are forwarded.
+    #[pyo3(signature = (coro, *, name=None, context=None))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: Bound<'py, PyAny>,
         name: Option<Bound<'py, PyAny>>,
         context: Option<Bound<'py, PyAny>>,
-        kwargs: Option<Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
         let py = slf.py();
         let this = slf.get();
-        if let Some(kwargs) = kwargs.as_ref().filter(|k| !k.is_empty()) {
-            if !python_at_least(py, 13) {
-                let key = kwargs.keys().get_item(0)?;
-                return Err(PyTypeError::new_err(format!(
-                    "create_task() got an unexpected keyword argument {}",
-                    key.repr()?
-                )));
-            }
-        }
         this.check_closed()?;
         let factory = this
             .state
             .with(py, |s| s.task_factory.as_ref().map(|f| f.clone_ref(py)));
         let none = py.None().into_bound(py);
         let name = name.unwrap_or_else(|| none.clone());
-        let context = context.unwrap_or_else(|| none.clone());
+        let context = context.unwrap_or(none);
         let Some(factory) = factory else {
-            if kwargs.as_ref().is_some_and(|k| !k.is_empty()) {
-                let all = kwargs.unwrap();
-                all.set_item("loop", slf)?;
-                all.set_item("name", &name)?;
-                all.set_item("context", &context)?;
-                return py_refs::task_type(py)?.call((coro,), Some(&all));
-            }
             return vectorcall_kw(
                 py_refs::task_type(py)?,
                 &[&coro],
@@ -756,16 +699,6 @@ impl Loop {
             );
         };
         let factory = factory.into_bound(py);
-        if python_at_least(py, 13) {
-            let all = kwargs.unwrap_or_else(|| PyDict::new(py));
-            if !name.is_none() {
-                all.set_item("name", &name)?;
-            }
-            if !context.is_none() {
-                all.set_item("context", &context)?;
-            }
-            return factory.call((slf, coro), Some(&all));
-        }
         let task = if context.is_none() {
             factory.call1((slf, coro))?
         } else {
@@ -1023,19 +956,23 @@ impl Loop {
             .with(py, |s| (s.ready.len(), s.timers.len(), s.registry.len()))
     }
 
+    /// Reports the loop's references to the collector. Queued handles are
+    /// untracked (see `handles.rs`): their references are reported here, as
+    /// the loop's own, so that cycles through the queues are collected. The
+    /// weak references to asynchronous generators hold nothing strongly, and
+    /// the empty handles kept for reuse hold only the loop's weak reference.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // SAFETY: tp_traverse runs with the GIL held.
         let Some(s) = (unsafe { self.state.peek_for_gc() }) else {
             return Ok(());
         };
         for handle in &s.ready {
-            visit.call(handle)?;
+            Handle::traverse_queued(handle, &visit)?;
         }
-        for timer in s.timers.iter() {
-            visit.call(&timer.0)?;
+        for Timer(handle) in s.timers.iter() {
+            Handle::traverse_queued(handle, &visit)?;
         }
         s.registry.traverse(&visit)?;
-        s.asyncgens.traverse(&visit)?;
         visit.call(&s.task_factory)?;
         visit.call(&s.current_handle)?;
         Ok(())
@@ -1052,12 +989,82 @@ impl Loop {
                 .extend(s.timers.drain().into_iter().map(|Timer(h)| h));
             dead.objects.extend(s.task_factory.take());
             dead.handles.extend(s.current_handle.take());
+            dead.objects
+                .extend(s.free_handles.drain(..).map(Py::into_any));
         });
-        dead.release();
+        dead.release(py, self);
     }
 }
 
 impl Loop {
+    // The scheduling methods. Their Python entry points are in `fastcall.rs`.
+
+    /// `call_soon(callback, *args, context=None)`.
+    pub(crate) fn call_soon<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let new = Self::new_handle(slf, "call_soon", callback, args, context, true)?;
+        let handle = Handle::new_plain(py, slf, new, true)?;
+        this.push_ready(py, handle.clone().unbind());
+        Ok(handle)
+    }
+
+    /// `call_soon_threadsafe(callback, *args, context=None)`: safe from any
+    /// thread; wakes the loop if it sleeps.
+    pub(crate) fn call_soon_threadsafe<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        slf.get().check_closed()?;
+        let new = Self::new_handle(slf, "call_soon_threadsafe", callback, args, context, false)?;
+        Self::call_soon_threadsafe_impl(slf, new)
+    }
+
+    /// `call_at(when, callback, *args, context=None)`.
+    pub(crate) fn call_at<'py>(
+        slf: &Bound<'py, Self>,
+        when: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        slf.get().check_closed()?;
+        let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;
+        let when_f: f64 = when.extract()?;
+        let when_obj = (!when.is_exact_instance_of::<PyFloat>()).then(|| when.unbind());
+        Self::schedule_timer(slf, new, when_f, when_obj)
+    }
+
+    /// `call_later(delay, callback, *args, context=None)`.
+    pub(crate) fn call_later<'py>(
+        slf: &Bound<'py, Self>,
+        delay: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        let when = monotonic() + delay;
+        slf.get().check_closed()?;
+        // asyncio's call_later goes through call_at, whose name it reports.
+        let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;
+        Self::schedule_timer(slf, new, when, None)
+    }
+
     fn schedule_timer<'py>(
         slf: &Bound<'py, Self>,
         new: NewHandle<'py>,
@@ -1075,6 +1082,7 @@ impl Loop {
 /// Registers the classes of this file.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()?;
+    crate::fastcall::install(&m.py().get_type::<Loop>())?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     Ok(())

@@ -67,6 +67,12 @@ impl<T> GilCell<T> {
         f(unsafe { &mut *self.value.get() })
     }
 
+    /// Exclusive access through an exclusive reference (no borrow needed).
+    #[inline]
+    pub fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
     /// Read access for `tp_traverse`, or `None` if a borrow is active (a
     /// skipped traversal only makes the collector more conservative).
     ///

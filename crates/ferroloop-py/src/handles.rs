@@ -22,8 +22,20 @@
 //! This is only sound if a queued handle cannot be part of an unreachable
 //! cycle, i.e. if the loop is not reachable from it: a handle refers to its
 //! loop through a weak reference. And since CPython frees a `Context`
-//! assuming it is tracked, a handle re-tracks its context when dropped.
+//! assuming it is tracked, a context of ours is tracked again before its
+//! last reference goes.
+//!
+//! # Reuse
+//! Most handles die as soon as they have run: asyncio's C `Task` drops the
+//! handle `call_soon` returns at once. When the loop releases a plain handle
+//! that nothing else references (and that has no weak references), it clears
+//! the handle's references right away, as asyncio frees the object, and keeps
+//! the empty object in a per-loop free list for the next `call_soon`, which
+//! spares the allocation, initialization and deallocation of a Python object
+//! per callback. A reused handle is indistinguishable from a new one: nobody
+//! could observe it in between.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -38,29 +50,70 @@ use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
 use crate::py_refs;
 
-/// The parts of a handle that `cancel()` releases.
-struct Callback {
+/// Releases a strong reference with a plain `Py_DECREF`.
+///
+/// `Py<T>`'s own drop first asks a thread-local whether the thread is
+/// attached to the interpreter. Handles and their contents are only ever
+/// released with the GIL held (by the interpreter's dealloc, or by the loop),
+/// so the check is pure overhead on the path every callback takes.
+///
+/// # Safety
+/// The GIL must be held.
+unsafe fn decref(obj: impl Into<Option<Py<PyAny>>>) {
+    if let Some(obj) = obj.into() {
+        // SAFETY: the caller holds the GIL; `into_ptr` hands over our reference.
+        unsafe { ffi::Py_DECREF(obj.into_ptr()) }
+    }
+}
+
+/// What varies over a handle's life (and between reuses).
+#[derive(Default)]
+struct Inner {
     callback: Option<Py<PyAny>>,
     args: Option<Py<PyTuple>>,
+    /// The `contextvars.Context` the callback runs in; `None` only while the
+    /// handle waits in the loop's free list.
+    context: Option<Py<PyAny>>,
+    /// Whether `context` was copied for this handle, and so is untracked by
+    /// the garbage collector until it is shared (see the module docs).
+    owns_context: bool,
     /// The representation frozen at cancellation in debug mode.
     repr: Option<Py<PyAny>>,
     /// Where the handle was created (debug mode only).
     source_traceback: Option<Py<PyAny>>,
 }
 
+impl Inner {
+    /// Releases every reference (tracking an owned context first, since
+    /// CPython frees a Context assuming it is tracked).
+    ///
+    /// # Safety
+    /// The GIL must be held, outside any `GilCell` borrow.
+    unsafe fn release(self) {
+        if self.owns_context {
+            if let Some(ctx) = &self.context {
+                gc_track(ctx);
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            decref(self.callback);
+            decref(self.args.map(Py::into_any));
+            decref(self.context);
+            decref(self.repr);
+            decref(self.source_traceback);
+        }
+    }
+}
+
 /// A scheduled callback.
 #[pyclass(module = "ferroloop._core", name = "Handle", subclass, frozen, weakref)]
 pub struct Handle {
-    cb: GilCell<Callback>,
-    /// The `contextvars.Context` the callback runs in.
-    context: Py<PyAny>,
-    /// Whether `context` was copied for this handle, and so is untracked by
-    /// the garbage collector until it is shared (see the module docs).
-    owns_context: bool,
+    inner: GilCell<Inner>,
     /// Weak reference to the loop that created the handle (for `cancel` in
     /// debug mode and for timer accounting); weak so that queued handles do
-    /// not form cycles with their loop.
-    loop_: Py<PyWeakrefReference>,
+    /// not form cycles with their loop. Released in `Drop`.
+    loop_: ManuallyDrop<Py<PyWeakrefReference>>,
     cancelled: AtomicBool,
     /// Deadline of a timer as a float (NaN for plain handles).
     when: f64,
@@ -73,11 +126,13 @@ pub struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // CPython frees a Context assuming it is tracked (its dealloc uses
-        // the unchecked untrack), so an untracked context of ours must be
-        // tracked again before its last reference can go.
-        if self.owns_context {
-            gc_track(&self.context);
+        let inner = std::mem::take(self.inner.get_mut());
+        // SAFETY: a handle is dropped only with the GIL held, and `&mut self`
+        // excludes any borrow; the `ManuallyDrop` field is not used after.
+        unsafe {
+            inner.release();
+            decref(self.when_obj.take());
+            decref(ManuallyDrop::take(&mut self.loop_).into_any());
         }
     }
 }
@@ -170,8 +225,10 @@ pub(crate) struct Dropped {
 
 impl Dropped {
     /// Lets go of everything; call outside any `GilCell` borrow.
-    pub fn release(self) {
-        self.handles.into_iter().for_each(Handle::release);
+    pub fn release(self, py: Python<'_>, lp: &Loop) {
+        for handle in self.handles {
+            Handle::release(py, lp, handle);
+        }
         drop(self.objects);
     }
 }
@@ -187,14 +244,9 @@ pub(crate) struct NewHandle<'py> {
 }
 
 impl Handle {
-    fn build(
-        py: Python<'_>,
-        loop_: &Bound<'_, Loop>,
-        new: NewHandle<'_>,
-        when: f64,
-        when_obj: Option<Py<PyAny>>,
-        queued: bool,
-    ) -> PyResult<Self> {
+    /// The varying part of a new handle. `queued`: the handle goes into one
+    /// of the loop's queues, so a context copied for it starts untracked.
+    fn fill(py: Python<'_>, new: NewHandle<'_>, queued: bool) -> PyResult<Inner> {
         let (context, owns_context) = match new.context {
             Some(ctx) => (ctx.unbind(), false),
             None => {
@@ -211,16 +263,25 @@ impl Handle {
         } else {
             None
         };
-        Ok(Handle {
-            cb: GilCell::new(Callback {
-                callback: Some(new.callback.unbind()),
-                args: Some(new.args.unbind()),
-                repr: None,
-                source_traceback,
-            }),
-            context,
+        Ok(Inner {
+            callback: Some(new.callback.unbind()),
+            args: Some(new.args.unbind()),
+            context: Some(context),
             owns_context,
-            loop_: Loop::weak_ref(loop_)?.clone_ref(py),
+            repr: None,
+            source_traceback,
+        })
+    }
+
+    fn build(
+        loop_: &Bound<'_, Loop>,
+        inner: Inner,
+        when: f64,
+        when_obj: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Handle {
+            inner: GilCell::new(inner),
+            loop_: ManuallyDrop::new(Loop::weak_ref(loop_)?.clone_ref(loop_.py())),
             cancelled: AtomicBool::new(false),
             when,
             when_obj,
@@ -228,15 +289,28 @@ impl Handle {
         })
     }
 
-    /// A plain handle. `queued`: it goes into one of the loop's queues and is
-    /// left untracked by the garbage collector until released.
+    /// A plain handle. `queued`: it goes into one of the loop's queues; it is
+    /// then taken from the loop's free list when possible, and left untracked
+    /// by the garbage collector until released.
     pub(crate) fn new_plain<'py>(
         py: Python<'py>,
         loop_: &Bound<'py, Loop>,
         new: NewHandle<'py>,
         queued: bool,
     ) -> PyResult<Bound<'py, Handle>> {
-        let handle = Bound::new(py, Self::build(py, loop_, new, f64::NAN, None, queued)?)?;
+        let inner = Self::fill(py, new, queued)?;
+        if queued {
+            if let Some(handle) = loop_.get().reusable_handle(py) {
+                let this = handle.get();
+                this.cancelled.store(false, Relaxed);
+                let empty = this.inner.with(py, |i| std::mem::replace(i, inner));
+                // SAFETY: the GIL is held and the borrow has ended; the
+                // replaced part is empty anyway.
+                unsafe { empty.release() };
+                return Ok(handle.into_bound(py));
+            }
+        }
+        let handle = Bound::new(py, Self::build(loop_, inner, f64::NAN, None)?)?;
         if queued {
             gc_untrack(handle.as_unbound());
         }
@@ -252,7 +326,7 @@ impl Handle {
         when: f64,
         when_obj: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        let base = Self::build(py, loop_, new, when, when_obj, true)?;
+        let base = Self::build(loop_, Self::fill(py, new, true)?, when, when_obj)?;
         base.scheduled.store(true, Relaxed);
         let init = PyClassInitializer::from(base).add_subclass(TimerHandle);
         let handle = Bound::new(py, init)?.into_super();
@@ -260,35 +334,35 @@ impl Handle {
         Ok(handle)
     }
 
-    /// The loop lets go of a handle it held in a queue: if anything else
+    /// The loop lets go of a handle it held in a queue. If anything else
     /// still references it, the garbage collector must see it (and its
-    /// context) again. Must not be called inside a `GilCell` borrow, since
-    /// dropping the handle may run arbitrary code.
-    pub(crate) fn release(handle: Py<Handle>) {
+    /// context) again; if nothing does, its references are released now and
+    /// the empty object goes back to the loop's free list. Must not be
+    /// called inside a `GilCell` borrow: releasing runs arbitrary code.
+    pub(crate) fn release(py: Python<'_>, lp: &Loop, handle: Py<Handle>) {
+        let ptr = handle.as_ptr();
         // SAFETY: `handle` is a live object we own a reference to.
-        if unsafe { ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
+        let shared = unsafe { ffi::Py_REFCNT(ptr) } > 1;
+        let this = handle.get();
+        if shared {
             gc_track(&handle);
-            let this = handle.get();
-            if this.owns_context {
-                gc_track(&this.context);
+            this.inner.with(py, |i| {
+                if let (true, Some(ctx)) = (i.owns_context, &i.context) {
+                    gc_track(ctx);
+                }
+            });
+        } else if handle.bind(py).is_exact_instance_of::<Handle>() && !has_weakrefs(ptr) {
+            let inner = this.inner.with(py, std::mem::take);
+            // SAFETY: the GIL is held and the borrow has ended.
+            unsafe { inner.release() };
+            if let Some(rejected) = lp.keep_for_reuse(py, handle) {
+                // SAFETY: the GIL is held.
+                unsafe { decref(rejected.into_any()) };
             }
+            return;
         }
-        drop(handle);
-    }
-
-    /// The context, made visible to the garbage collector first since the
-    /// caller hands it to Python code.
-    fn shared_context(&self, py: Python<'_>) -> Py<PyAny> {
-        if self.owns_context {
-            gc_track(&self.context);
-        }
-        self.context.clone_ref(py)
-    }
-
-    /// The loop, if it still exists.
-    pub(crate) fn loop_object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, Loop>> {
-        let obj = self.loop_.bind(py).upgrade()?;
-        obj.cast_into::<Loop>().ok()
+        // SAFETY: the GIL is held (we have a token).
+        unsafe { decref(handle.into_any()) }
     }
 
     #[inline]
@@ -306,23 +380,41 @@ impl Handle {
         self.scheduled.store(false, Relaxed);
     }
 
+    /// The loop, if it still exists.
+    pub(crate) fn loop_object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, Loop>> {
+        let obj = self.loop_.bind(py).upgrade()?;
+        obj.cast_into::<Loop>().ok()
+    }
+
+    /// The context, made visible to the garbage collector first since the
+    /// caller hands it to Python code.
+    fn shared_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.inner.with(py, |i| {
+            let ctx = i.context.as_ref()?;
+            if i.owns_context {
+                gc_track(ctx);
+            }
+            Some(ctx.clone_ref(py))
+        })
+    }
+
     /// Runs the callback in its context. Exceptions go to the loop's
     /// exception handler; only `KeyboardInterrupt`, `SystemExit` and errors
     /// raised by the exception handler machinery itself are returned.
     pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.get();
-        let parts = this.cb.with(py, |cb| {
+        let parts = slf.get().inner.with(py, |i| {
             Some((
-                cb.callback.as_ref()?.clone_ref(py),
-                cb.args.as_ref()?.clone_ref(py),
+                i.callback.as_ref()?.clone_ref(py),
+                i.args.as_ref()?.clone_ref(py),
+                i.context.as_ref()?.clone_ref(py),
             ))
         });
-        let Some((callback, args)) = parts else {
+        let Some((callback, args, context)) = parts else {
             return Ok(());
         };
         let (callback, args) = (callback.into_bound(py), args.into_bound(py));
-        match call_in_context(py, this.context.bind(py), &callback, &args) {
+        match call_in_context(py, context.bind(py), &callback, &args) {
             Ok(()) => Ok(()),
             Err(err) => {
                 if err.is_instance_of::<PyKeyboardInterrupt>(py)
@@ -347,26 +439,54 @@ impl Handle {
         }
         if this.loop_object(py).is_some_and(|lp| lp.get().debug()) {
             let repr = slf.repr()?.into_any().unbind();
-            let old = this.cb.with(py, |cb| cb.repr.replace(repr));
+            let old = this.inner.with(py, |i| i.repr.replace(repr));
             drop(old);
         }
-        let released = this.cb.with(py, |cb| (cb.callback.take(), cb.args.take()));
+        let released = this.inner.with(py, |i| (i.callback.take(), i.args.take()));
         drop(released);
         Ok(())
     }
 
     fn traverse_fields(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
+        visit.call(&*self.loop_)?;
         visit.call(&self.when_obj)?;
         // SAFETY: tp_traverse runs with the GIL held.
-        if let Some(cb) = unsafe { self.cb.peek_for_gc() } {
-            visit.call(&cb.callback)?;
-            visit.call(&cb.args)?;
-            visit.call(&cb.repr)?;
-            visit.call(&cb.source_traceback)?;
+        if let Some(i) = unsafe { self.inner.peek_for_gc() } {
+            visit.call(&i.callback)?;
+            visit.call(&i.args)?;
+            visit.call(&i.context)?;
+            visit.call(&i.repr)?;
+            visit.call(&i.source_traceback)?;
         }
         Ok(())
+    }
+}
+
+impl Handle {
+    /// Called by the loop's `tp_traverse` for a handle in one of its queues.
+    /// A tracked handle is visited itself; an untracked one (the usual case,
+    /// see the module docs) is invisible to the collector, so its references
+    /// are reported as the loop's: the collector then still sees cycles that
+    /// run through the queue, such as loop -> task step -> task -> loop.
+    pub(crate) fn traverse_queued(
+        handle: &Py<Handle>,
+        visit: &PyVisit<'_>,
+    ) -> Result<(), PyTraverseError> {
+        // SAFETY: `handle` is a live object; tp_traverse runs with the GIL.
+        if unsafe { ffi::PyObject_GC_IsTracked(handle.as_ptr()) } != 0 {
+            return visit.call(handle);
+        }
+        handle.get().traverse_fields(visit)
+    }
+}
+
+/// Whether weak references to `ptr` exist (so it must not be reused).
+fn has_weakrefs(ptr: *mut ffi::PyObject) -> bool {
+    // SAFETY: `ptr` is a live object; `tp_weaklistoffset`, when positive, is
+    // the offset of its weak-reference list pointer (CPython's layout rule).
+    unsafe {
+        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
+        offset > 0 && !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
     }
 }
 
@@ -383,7 +503,7 @@ impl Handle {
     }
 
     /// The `contextvars.Context` the callback runs in.
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.shared_context(py)
     }
 
@@ -395,8 +515,8 @@ impl Handle {
         let py = slf.py();
         if let Some(repr) = slf
             .get()
-            .cb
-            .with(py, |cb| cb.repr.as_ref().map(|r| r.clone_ref(py)))
+            .inner
+            .with(py, |i| i.repr.as_ref().map(|r| r.clone_ref(py)))
         {
             return Ok(repr);
         }
@@ -405,14 +525,14 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.cb
-            .with(py, |cb| cb.callback.as_ref().map(|c| c.clone_ref(py)))
+        self.inner
+            .with(py, |i| i.callback.as_ref().map(|c| c.clone_ref(py)))
     }
 
     #[getter]
     fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.cb
-            .with(py, |cb| cb.args.as_ref().map(|a| a.clone_ref(py)))
+        self.inner
+            .with(py, |i| i.args.as_ref().map(|a| a.clone_ref(py)))
     }
 
     #[getter]
@@ -426,21 +546,20 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.shared_context(py)
     }
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.cb.with(py, |cb| {
-            cb.source_traceback.as_ref().map(|t| t.clone_ref(py))
-        })
+        self.inner
+            .with(py, |i| i.source_traceback.as_ref().map(|t| t.clone_ref(py)))
     }
 
     #[getter]
     fn _repr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.cb
-            .with(py, |cb| cb.repr.as_ref().map(|r| r.clone_ref(py)))
+        self.inner
+            .with(py, |i| i.repr.as_ref().map(|r| r.clone_ref(py)))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -448,12 +567,12 @@ impl Handle {
     }
 
     fn __clear__(&self, py: Python<'_>) {
-        let released = self.cb.with(py, |cb| {
+        let released = self.inner.with(py, |i| {
             (
-                cb.callback.take(),
-                cb.args.take(),
-                cb.repr.take(),
-                cb.source_traceback.take(),
+                i.callback.take(),
+                i.args.take(),
+                i.repr.take(),
+                i.source_traceback.take(),
             )
         });
         drop(released);

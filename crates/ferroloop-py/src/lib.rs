@@ -9,6 +9,7 @@
 mod asyncgens;
 mod errors;
 mod event_loop;
+mod fastcall;
 mod gil_cell;
 mod handles;
 mod py_refs;

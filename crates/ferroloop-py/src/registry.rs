@@ -255,11 +255,14 @@ impl Registry {
         self.slots = Vec::new();
     }
 
+    /// Visits the registered file objects and callbacks (see
+    /// `Handle::traverse_queued`).
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         for reg in self.slots.iter().flatten() {
             visit.call(&reg.fileobj)?;
-            visit.call(&reg.reader)?;
-            visit.call(&reg.writer)?;
+            for handle in reg.reader.iter().chain(&reg.writer) {
+                Handle::traverse_queued(handle, visit)?;
+            }
         }
         Ok(())
     }

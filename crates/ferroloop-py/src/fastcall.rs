@@ -1,0 +1,265 @@
+//! Vectorcall entry points for the scheduling methods: `call_soon`,
+//! `call_soon_threadsafe`, `call_later` and `call_at`.
+//!
+//! These are the hottest calls into the loop: asyncio's C `Task` and `Future`
+//! schedule every task step and every done-callback with
+//! `loop.call_soon(callback, [arg], context=ctx)`. PyO3's generic argument
+//! extraction converts each keyword name to UTF-8 and compares it against the
+//! parameter names, which costs more than the rest of `call_soon` together.
+//! Here the one shape these methods share, `(fixed, callback, *args,
+//! context=None)`, is read straight from the vectorcall arguments, comparing
+//! a keyword name by identity with the interned `"context"` before comparing
+//! the text.
+//!
+//! The functions go through PyO3's own trampoline (which keeps PyO3's
+//! bookkeeping of the attached interpreter and turns panics into exceptions)
+//! and are installed on the `Loop` type as method descriptors when the module
+//! is initialized.
+
+use std::ffi::CStr;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple, PyType};
+
+use crate::event_loop::Loop;
+use crate::handles::Handle;
+
+/// The arguments of a scheduling method.
+struct Parsed<'py> {
+    /// `delay` / `when`, for the methods that take one.
+    fixed: Option<Bound<'py, PyAny>>,
+    callback: Bound<'py, PyAny>,
+    args: Bound<'py, PyTuple>,
+    context: Option<Bound<'py, PyAny>>,
+}
+
+/// How a method's arguments are named (for error messages).
+struct Spec {
+    name: &'static str,
+    /// The positional parameter before `callback`, if any.
+    fixed: Option<&'static str>,
+}
+
+fn missing(spec: &Spec, given: usize) -> PyErr {
+    let names: Vec<&str> = spec
+        .fixed
+        .into_iter()
+        .chain(["callback"])
+        .skip(given)
+        .collect();
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    let (count, plural) = (names.len(), if names.len() == 1 { "" } else { "s" });
+    PyTypeError::new_err(format!(
+        "{}() missing {count} required positional argument{plural}: {}",
+        spec.name,
+        quoted.join(" and ")
+    ))
+}
+
+/// Reads `(fixed, callback, *args, context=None)` from vectorcall arguments.
+///
+/// # Safety
+/// `args` must point to `nargs` positional arguments followed by one value
+/// per name in `kwnames` (a tuple of strings, or NULL), all valid for the
+/// duration of the call, as the interpreter guarantees for METH_FASTCALL.
+unsafe fn parse<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    spec: &Spec,
+) -> PyResult<Parsed<'py>> {
+    let nargs = nargs as usize;
+    let required = 1 + usize::from(spec.fixed.is_some());
+    if nargs < required {
+        return Err(missing(spec, nargs));
+    }
+    // SAFETY: the caller guarantees `nargs` valid positional pointers.
+    let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
+    // SAFETY (all three): the pointers are valid borrowed references.
+    let borrowed = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
+    let fixed = spec.fixed.map(|_| borrowed(positional[0]));
+    let callback = borrowed(positional[required - 1]);
+    let rest = PyTuple::new(py, positional[required..].iter().map(|&p| borrowed(p)))?;
+    let mut context = None;
+    if !kwnames.is_null() {
+        // SAFETY: `kwnames` is a tuple of strings (vectorcall protocol).
+        let names =
+            unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
+        let interned = intern!(py, "context");
+        for (i, name) in names.iter().enumerate() {
+            let is_context = name.is(interned) || is_context_name(py, &name);
+            if !is_context {
+                return Err(PyTypeError::new_err(format!(
+                    "{}() got an unexpected keyword argument {}",
+                    spec.name,
+                    name.repr()?
+                )));
+            }
+            // SAFETY: keyword values follow the positional arguments.
+            let value = borrowed(unsafe { *args.add(nargs + i) });
+            context = (!value.is_none()).then_some(value);
+        }
+    }
+    Ok(Parsed {
+        fixed,
+        callback,
+        args: rest,
+        context,
+    })
+}
+
+/// Whether `name` is the string `"context"`. Callers that are not Python code
+/// (asyncio's C `Task` and `Future`) pass a string of their own rather than
+/// the interned one; the first such object is remembered (and kept alive), so
+/// that later calls compare by identity instead of by text.
+fn is_context_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> bool {
+    static SEEN: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+    if SEEN.get(py).is_some_and(|seen| name.is(seen)) {
+        return true;
+    }
+    let Ok(name) = name.cast::<PyString>() else {
+        return false;
+    };
+    // SAFETY: `name` is a live str object; the ASCII argument is NUL-terminated.
+    let equal =
+        unsafe { ffi::PyUnicode_CompareWithASCIIString(name.as_ptr(), c"context".as_ptr()) } == 0;
+    if equal {
+        let _ = SEEN.set(py, name.clone().unbind());
+    }
+    equal
+}
+
+type Schedule = for<'py> fn(&Bound<'py, Loop>, Parsed<'py>) -> PyResult<Bound<'py, Handle>>;
+
+/// The body every entry point shares.
+///
+/// # Safety
+/// Called by the interpreter through a method descriptor of `Loop`, which
+/// guarantees that `slf` is an instance of `Loop`; see `parse` for the rest.
+unsafe fn entry(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    spec: &Spec,
+    schedule: Schedule,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: the descriptor checked the type of `slf` before calling us.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Loop>() };
+    // SAFETY: forwarded from the caller.
+    let parsed = unsafe { parse(py, args, nargs, kwnames, spec)? };
+    Ok(schedule(&slf, parsed)?.into_ptr())
+}
+
+macro_rules! entry_point {
+    ($fn_name:ident, $spec:expr, $schedule:expr) => {
+        /// # Safety
+        /// See `entry`.
+        unsafe fn $fn_name(
+            py: Python<'_>,
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> PyResult<*mut ffi::PyObject> {
+            const SPEC: Spec = $spec;
+            // SAFETY: forwarded from the interpreter.
+            unsafe { entry(py, slf, args, nargs, kwnames, &SPEC, $schedule) }
+        }
+    };
+}
+
+entry_point!(
+    call_soon,
+    Spec {
+        name: "call_soon",
+        fixed: None
+    },
+    |slf, p| { Loop::call_soon(slf, p.callback, p.args, p.context) }
+);
+entry_point!(
+    call_soon_threadsafe,
+    Spec {
+        name: "call_soon_threadsafe",
+        fixed: None
+    },
+    |slf, p| Loop::call_soon_threadsafe(slf, p.callback, p.args, p.context)
+);
+entry_point!(
+    call_later,
+    Spec {
+        name: "call_later",
+        fixed: Some("delay")
+    },
+    |slf, p| { Loop::call_later(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context) }
+);
+entry_point!(
+    call_at,
+    Spec {
+        name: "call_at",
+        fixed: Some("when")
+    },
+    |slf, p| { Loop::call_at(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context) }
+);
+
+/// Installs the entry points on the `Loop` type.
+pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
+    use pyo3::impl_::trampoline::get_trampoline_function;
+    let methods: [(
+        &'static CStr,
+        &'static CStr,
+        ffi::PyCFunctionFastWithKeywords,
+    ); 4] = [
+        (
+            c"call_soon",
+            c"call_soon($self, callback, /, *args, context=None)\n--\n\n\
+              Arrange for callback(*args) to be called soon, in FIFO order.",
+            get_trampoline_function!(fastcall_cfunction_with_keywords, call_soon),
+        ),
+        (
+            c"call_soon_threadsafe",
+            c"call_soon_threadsafe($self, callback, /, *args, context=None)\n--\n\n\
+              Like call_soon(), but safe to call from any thread; wakes the loop.",
+            get_trampoline_function!(fastcall_cfunction_with_keywords, call_soon_threadsafe),
+        ),
+        (
+            c"call_later",
+            c"call_later($self, delay, callback, /, *args, context=None)\n--\n\n\
+              Arrange for callback(*args) to be called after delay seconds.",
+            get_trampoline_function!(fastcall_cfunction_with_keywords, call_later),
+        ),
+        (
+            c"call_at",
+            c"call_at($self, when, callback, /, *args, context=None)\n--\n\n\
+              Arrange for callback(*args) to be called at loop time when.",
+            get_trampoline_function!(fastcall_cfunction_with_keywords, call_at),
+        ),
+    ];
+    for (name, doc, function) in methods {
+        // The definition must outlive the type: it is allocated once per
+        // module initialization and never freed.
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: function,
+            },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: `loop_type` is a live type object and `def` lives forever.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(
+                loop_type.py(),
+                ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def),
+            )?
+        };
+        loop_type.setattr(name.to_str().expect("ASCII name"), descr)?;
+    }
+    Ok(())
+}
