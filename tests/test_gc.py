@@ -166,3 +166,38 @@ def test_dropped_unclosed_loop_with_pending_reader_is_collected(loop_factory):
     finally:
         a.close()
         b.close()
+
+
+def test_no_reference_leaks_in_scheduling(loop):
+    import contextvars
+    import sys
+
+    class Callback:
+        def __call__(self, *args):
+            pass
+
+    callback, arg, ctx = Callback(), object(), contextvars.copy_context()
+    objects = (loop, callback, arg, ctx)
+
+    def counts():
+        gc.collect()
+        return [sys.getrefcount(o) for o in objects]
+
+    def burst():
+        for _ in range(100):
+            loop.call_soon(callback)
+            loop.call_soon(callback, arg, context=ctx)
+            loop.call_soon_threadsafe(callback, arg)
+            loop.call_later(0, callback, arg)
+            loop.call_at(loop.time(), callback, context=ctx)
+            loop.call_soon(callback).cancel()
+            loop.call_later(10, callback, arg).cancel()
+            loop.get_debug()
+            fut = loop.create_future()
+            fut.cancel()
+        loop.run_until_complete(asyncio.sleep(0.001))
+
+    burst()  # warm up free lists and caches
+    before = counts()
+    burst()
+    assert counts() == before

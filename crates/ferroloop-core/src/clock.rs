@@ -29,7 +29,10 @@ pub fn monotonic_ns() -> i64 {
         "clock_gettime(CLOCK_MONOTONIC): {}",
         io::Error::last_os_error()
     );
-    ts.tv_sec as i64 * NS_PER_SEC + ts.tv_nsec as i64
+    // `time_t`/`c_long` are not i64 on every target.
+    #[allow(clippy::unnecessary_cast)]
+    let ns = ts.tv_sec as i64 * NS_PER_SEC + ts.tv_nsec as i64;
+    ns
 }
 
 /// Converts nanoseconds to seconds exactly as CPython's

@@ -164,13 +164,20 @@ impl<T: TimerEntry> TimerQueue<T> {
 
     /// Removes and returns the earliest entry if it is due before `end_time`
     /// (cancelled or not: the caller skips cancelled ones when running them,
-    /// as CPython does).
+    /// as CPython does). The item is not inspected — it may be cold in the
+    /// cache; a caller that receives a cancelled entry reports it with
+    /// [`TimerQueue::forget_cancelled`] to keep the count exact.
     pub fn pop_due(&mut self, end_time: f64) -> Option<T> {
         if self.heap.peek()?.key < end_time {
             self.heap.pop().map(|slot| slot.item)
         } else {
             None
         }
+    }
+
+    /// A cancelled entry left the heap through [`TimerQueue::pop_due`].
+    pub fn forget_cancelled(&mut self) {
+        self.cancelled = self.cancelled.saturating_sub(1);
     }
 
     /// Removes every entry and returns them in no particular order.

@@ -190,3 +190,67 @@ fn interleaved_random_schedule_matches_sorted_order() {
         }
     }
 }
+
+#[test]
+fn random_schedule_with_cancellations_matches_model() {
+    // Pushes, cancellations (some far from the head, enough to trigger
+    // compaction) and pops, checked against a sorted reference model.
+    let mut q = TimerQueue::new();
+    let mut model: Vec<(f64, u32, Timer)> = Vec::new();
+    let mut seed: u64 = 0xDEAD_BEEF_CAFE_F00D;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut id = 0u32;
+    let mut now = 0.0;
+    let mut compactions = 0;
+    for _ in 0..50_000 {
+        match next() % 10 {
+            0..=3 => {
+                let when = now + (next() % 20000) as f64 / 100.0;
+                let t = Timer::new(id);
+                q.push(when, t.clone());
+                model.push((when, id, t));
+                id += 1;
+            }
+            4..=7 => {
+                if !model.is_empty() {
+                    let i = (next() as usize) % model.len();
+                    let t = model.remove(i).2;
+                    cancel(&mut q, &t);
+                }
+            }
+            _ => {
+                let before = q.len();
+                let cancelled_before = q.cancelled_count();
+                let dead = q.prune();
+                assert!(dead.iter().all(TimerEntry::is_cancelled));
+                if before > MIN_SCHEDULED_FOR_COMPACTION
+                    && cancelled_before as f64 / before as f64 > CANCELLED_FRACTION_FOR_COMPACTION
+                {
+                    // Compaction: every cancelled entry went at once.
+                    assert_eq!(dead.len(), cancelled_before);
+                    assert_eq!(q.cancelled_count(), 0);
+                    compactions += 1;
+                }
+                now += (next() % 300) as f64 / 100.0;
+                let mut got = Vec::new();
+                while let Some(t) = q.pop_due(now) {
+                    if t.is_cancelled() {
+                        q.forget_cancelled();
+                    } else {
+                        got.push(t.id);
+                    }
+                }
+                model.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let split = model.partition_point(|&(w, _, _)| w < now);
+                let want: Vec<u32> = model.drain(..split).map(|(_, id, _)| id).collect();
+                assert_eq!(got, want);
+            }
+        }
+    }
+    assert!(compactions > 0, "compaction path not exercised");
+}

@@ -81,6 +81,8 @@ struct State {
     signals_active: bool,
     /// Empty handles kept for reuse by `call_soon` (see `handles.rs`).
     free_handles: Vec<Py<Handle>>,
+    /// Empty timer handles kept for reuse by `call_later` and `call_at`.
+    free_timers: Vec<Py<Handle>>,
 }
 
 /// The native event loop; `ferroloop.Loop` is its Python subclass.
@@ -101,6 +103,8 @@ pub struct Loop {
     slow_callback_duration: AtomicU64,
 }
 
+// `c_ulong` is not u64 on every target.
+#[allow(clippy::useless_conversion)]
 fn current_thread_id() -> u64 {
     // SAFETY: PyThread_get_thread_ident has no preconditions.
     u64::from(unsafe { ffi::PyThread_get_thread_ident() })
@@ -211,22 +215,38 @@ impl Loop {
         Ok(())
     }
 
-    /// An empty handle from the free list, if any.
+    /// An empty handle (`timer`: a `TimerHandle`) from a free list, if any.
     #[inline]
-    pub(crate) fn reusable_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
-        self.state.with(py, |s| s.free_handles.pop())
+    pub(crate) fn reusable_handle(&self, py: Python<'_>, timer: bool) -> Option<Py<Handle>> {
+        self.state.with(py, |s| {
+            if timer {
+                s.free_timers.pop()
+            } else {
+                s.free_handles.pop()
+            }
+        })
     }
 
     /// Keeps an empty handle for reuse; hands it back if the list is full or
     /// the loop is closed.
     #[inline]
-    pub(crate) fn keep_for_reuse(&self, py: Python<'_>, handle: Py<Handle>) -> Option<Py<Handle>> {
+    pub(crate) fn keep_for_reuse(
+        &self,
+        py: Python<'_>,
+        handle: Py<Handle>,
+        timer: bool,
+    ) -> Option<Py<Handle>> {
         let closed = self.closed.load(Relaxed);
         self.state.with(py, |s| {
-            if closed || s.free_handles.len() >= HANDLE_FREE_LIST {
+            let list = if timer {
+                &mut s.free_timers
+            } else {
+                &mut s.free_handles
+            };
+            if closed || list.len() >= HANDLE_FREE_LIST {
                 Some(handle)
             } else {
-                s.free_handles.push(handle);
+                list.push(handle);
                 None
             }
         })
@@ -346,12 +366,13 @@ impl Loop {
             Self::poll(slf, timeout)?;
         }
 
-        // 5: due timers join the ready queue; 6 runs what is ready now.
+        // 5: due timers join the ready queue; 6 runs what is ready now. The
+        // timer handles are not touched when moved (with many timers they are
+        // cold in the cache): their heap bookkeeping is settled when they run.
         let ntodo = this.state.with(py, |s| {
             if !s.timers.is_empty() {
                 let end_time = monotonic() + CLOCK_RESOLUTION;
                 while let Some(Timer(handle)) = s.timers.pop_due(end_time) {
-                    handle.get().set_unscheduled();
                     s.ready.push_back(handle);
                 }
             }
@@ -362,7 +383,16 @@ impl Loop {
                 break;
             };
             let handle = handle.into_bound(py);
-            let result = if handle.get().is_cancelled() {
+            let h = handle.get();
+            if h.is_scheduled() {
+                // A timer that left the heap in this turn.
+                h.set_unscheduled();
+                if h.is_cancelled() {
+                    // Counted as a cancelled heap entry when cancelled.
+                    this.state.with(py, |s| s.timers.forget_cancelled());
+                }
+            }
+            let result = if h.is_cancelled() {
                 Ok(())
             } else if this.debug() {
                 Self::run_debug(slf, &handle)
@@ -409,15 +439,8 @@ impl Loop {
                     }
                     continue;
                 }
-                s.registry.ready_callbacks(
-                    py,
-                    &this.poller,
-                    event.token,
-                    event.readable,
-                    event.writable,
-                    &mut s.ready,
-                    &mut dead,
-                );
+                s.registry
+                    .ready_callbacks(py, &this.poller, event, &mut s.ready, &mut dead);
             }
             events.clear();
             s.events = Some(events);
@@ -620,15 +643,13 @@ impl Loop {
             }
             dead.objects
                 .extend(s.free_handles.drain(..).map(Py::into_any));
+            dead.objects
+                .extend(s.free_timers.drain(..).map(Py::into_any));
         });
         dead.release(py, self);
         self.poller.close();
         self.self_pipe.close();
         Ok(true)
-    }
-
-    fn get_debug(&self) -> bool {
-        self.debug()
     }
 
     fn set_debug(slf: &Bound<'_, Self>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -680,24 +701,48 @@ impl Loop {
         name: Option<Bound<'py, PyAny>>,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static LOOP: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static LOOP_NAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static LOOP_CONTEXT: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static ALL: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
         let factory = this
             .state
             .with(py, |s| s.task_factory.as_ref().map(|f| f.clone_ref(py)));
-        let none = py.None().into_bound(py);
-        let name = name.unwrap_or_else(|| none.clone());
-        let context = context.unwrap_or(none);
+        let name = name.filter(|n| !n.is_none());
+        let context = context.filter(|c| !c.is_none());
         let Some(factory) = factory else {
-            return vectorcall_kw(
-                py_refs::task_type(py)?,
-                &[&coro],
-                &[slf.as_any(), &name, &context],
-                kwnames(py, &NAMES, &["loop", "name", "context"])?,
-            );
+            // Only the keywords that were given: fewer for Task() to unpack.
+            let task_type = py_refs::task_type(py)?;
+            let lp = slf.as_any();
+            return match (&name, &context) {
+                (None, None) => {
+                    vectorcall_kw(task_type, &[&coro], &[lp], kwnames(py, &LOOP, &["loop"])?)
+                }
+                (Some(n), None) => vectorcall_kw(
+                    task_type,
+                    &[&coro],
+                    &[lp, n],
+                    kwnames(py, &LOOP_NAME, &["loop", "name"])?,
+                ),
+                (None, Some(c)) => vectorcall_kw(
+                    task_type,
+                    &[&coro],
+                    &[lp, c],
+                    kwnames(py, &LOOP_CONTEXT, &["loop", "context"])?,
+                ),
+                (Some(n), Some(c)) => vectorcall_kw(
+                    task_type,
+                    &[&coro],
+                    &[lp, n, c],
+                    kwnames(py, &ALL, &["loop", "name", "context"])?,
+                ),
+            };
         };
+        let name = name.unwrap_or_else(|| py.None().into_bound(py));
+        let context = context.unwrap_or_else(|| py.None().into_bound(py));
         let factory = factory.into_bound(py);
         let task = if context.is_none() {
             factory.call1((slf, coro))?
@@ -991,6 +1036,8 @@ impl Loop {
             dead.handles.extend(s.current_handle.take());
             dead.objects
                 .extend(s.free_handles.drain(..).map(Py::into_any));
+            dead.objects
+                .extend(s.free_timers.drain(..).map(Py::into_any));
         });
         dead.release(py, self);
     }

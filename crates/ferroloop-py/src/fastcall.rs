@@ -24,6 +24,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::Borrowed;
 
 use crate::event_loop::Loop;
 use crate::handles::Handle;
@@ -208,6 +209,33 @@ entry_point!(
     |slf, p| { Loop::call_at(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context) }
 );
 
+/// `get_debug()` without any argument handling: asyncio's C `Future` calls it
+/// for every future and task it creates.
+///
+/// # Safety
+/// Called by the interpreter (GIL held) through a method descriptor of
+/// `Loop`, which guarantees that `slf` is a `Loop` instance. The body can
+/// neither panic nor release a reference, so it needs none of PyO3's
+/// trampoline bookkeeping.
+unsafe extern "C" fn get_debug(
+    slf: *mut ffi::PyObject,
+    _args: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: see above; `Borrowed` takes no reference and `get` only reads
+    // the frozen Rust struct.
+    unsafe {
+        let py = Python::assume_attached();
+        let lp = Borrowed::from_ptr(py, slf).cast_unchecked::<Loop>();
+        let result = if lp.get().debug() {
+            ffi::Py_True()
+        } else {
+            ffi::Py_False()
+        };
+        ffi::Py_IncRef(result);
+        result
+    }
+}
+
 /// Installs the entry points on the `Loop` type.
 pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
     use pyo3::impl_::trampoline::get_trampoline_function;
@@ -241,6 +269,22 @@ pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
             get_trampoline_function!(fastcall_cfunction_with_keywords, call_at),
         ),
     ];
+    let get_debug_def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"get_debug".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: get_debug,
+        },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"get_debug($self, /)\n--\n\nWhether the loop is in debug mode.".as_ptr(),
+    }));
+    // SAFETY: `loop_type` is a live type object and the definition lives forever.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(
+            loop_type.py(),
+            ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), get_debug_def),
+        )?
+    };
+    loop_type.setattr("get_debug", descr)?;
     for (name, doc, function) in methods {
         // The definition must outlive the type: it is allocated once per
         // module initialization and never freed.

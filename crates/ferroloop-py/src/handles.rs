@@ -36,7 +36,7 @@
 //! could observe it in between.
 
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
@@ -81,6 +81,9 @@ struct Inner {
     repr: Option<Py<PyAny>>,
     /// Where the handle was created (debug mode only).
     source_traceback: Option<Py<PyAny>>,
+    /// The deadline object passed to `call_at` when it was not a float, so
+    /// that `when()` returns it unchanged as asyncio does.
+    when_obj: Option<Py<PyAny>>,
 }
 
 impl Inner {
@@ -102,6 +105,7 @@ impl Inner {
             decref(self.context);
             decref(self.repr);
             decref(self.source_traceback);
+            decref(self.when_obj);
         }
     }
 }
@@ -115,11 +119,9 @@ pub struct Handle {
     /// not form cycles with their loop. Released in `Drop`.
     loop_: ManuallyDrop<Py<PyWeakrefReference>>,
     cancelled: AtomicBool,
-    /// Deadline of a timer as a float (NaN for plain handles).
-    when: f64,
-    /// The deadline object passed to `call_at` when it was not a float, so
-    /// that `when()` returns it unchanged as asyncio does.
-    when_obj: Option<Py<PyAny>>,
+    /// Deadline of a timer as the bits of an f64 (NaN for plain handles);
+    /// atomic only so that a reused timer can be given a new one.
+    when: AtomicU64,
     /// Whether a timer is still in the loop's timer heap.
     scheduled: AtomicBool,
 }
@@ -131,7 +133,6 @@ impl Drop for Handle {
         // excludes any borrow; the `ManuallyDrop` field is not used after.
         unsafe {
             inner.release();
-            decref(self.when_obj.take());
             decref(ManuallyDrop::take(&mut self.loop_).into_any());
         }
     }
@@ -270,23 +271,35 @@ impl Handle {
             owns_context,
             repr: None,
             source_traceback,
+            when_obj: None,
         })
     }
 
-    fn build(
-        loop_: &Bound<'_, Loop>,
-        inner: Inner,
-        when: f64,
-        when_obj: Option<Py<PyAny>>,
-    ) -> PyResult<Self> {
+    fn build(loop_: &Bound<'_, Loop>, inner: Inner, when: f64) -> PyResult<Self> {
         Ok(Handle {
             inner: GilCell::new(inner),
             loop_: ManuallyDrop::new(Loop::weak_ref(loop_)?.clone_ref(loop_.py())),
             cancelled: AtomicBool::new(false),
-            when,
-            when_obj,
+            when: AtomicU64::new(when.to_bits()),
             scheduled: AtomicBool::new(false),
         })
+    }
+
+    /// Gives an empty handle from the loop's free list its new contents.
+    fn reuse<'py>(
+        py: Python<'py>,
+        handle: Py<Handle>,
+        inner: Inner,
+        when: f64,
+    ) -> Bound<'py, Handle> {
+        let this = handle.get();
+        this.cancelled.store(false, Relaxed);
+        this.when.store(when.to_bits(), Relaxed);
+        let empty = this.inner.with(py, |i| std::mem::replace(i, inner));
+        // SAFETY: the GIL is held and the borrow has ended; the replaced part
+        // is empty anyway.
+        unsafe { empty.release() };
+        handle.into_bound(py)
     }
 
     /// A plain handle. `queued`: it goes into one of the loop's queues; it is
@@ -300,17 +313,11 @@ impl Handle {
     ) -> PyResult<Bound<'py, Handle>> {
         let inner = Self::fill(py, new, queued)?;
         if queued {
-            if let Some(handle) = loop_.get().reusable_handle(py) {
-                let this = handle.get();
-                this.cancelled.store(false, Relaxed);
-                let empty = this.inner.with(py, |i| std::mem::replace(i, inner));
-                // SAFETY: the GIL is held and the borrow has ended; the
-                // replaced part is empty anyway.
-                unsafe { empty.release() };
-                return Ok(handle.into_bound(py));
+            if let Some(handle) = loop_.get().reusable_handle(py, false) {
+                return Ok(Self::reuse(py, handle, inner, f64::NAN));
             }
         }
-        let handle = Bound::new(py, Self::build(loop_, inner, f64::NAN, None)?)?;
+        let handle = Bound::new(py, Self::build(loop_, inner, f64::NAN)?)?;
         if queued {
             gc_untrack(handle.as_unbound());
         }
@@ -326,11 +333,19 @@ impl Handle {
         when: f64,
         when_obj: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        let base = Self::build(loop_, Self::fill(py, new, true)?, when, when_obj)?;
-        base.scheduled.store(true, Relaxed);
-        let init = PyClassInitializer::from(base).add_subclass(TimerHandle);
-        let handle = Bound::new(py, init)?.into_super();
-        gc_untrack(handle.as_unbound());
+        let mut inner = Self::fill(py, new, true)?;
+        inner.when_obj = when_obj;
+        let handle = match loop_.get().reusable_handle(py, true) {
+            Some(handle) => Self::reuse(py, handle, inner, when),
+            None => {
+                let base = Self::build(loop_, inner, when)?;
+                let init = PyClassInitializer::from(base).add_subclass(TimerHandle);
+                let handle = Bound::new(py, init)?.into_super();
+                gc_untrack(handle.as_unbound());
+                handle
+            }
+        };
+        handle.get().scheduled.store(true, Relaxed);
         Ok(handle)
     }
 
@@ -351,11 +366,11 @@ impl Handle {
                     gc_track(ctx);
                 }
             });
-        } else if handle.bind(py).is_exact_instance_of::<Handle>() && !has_weakrefs(ptr) {
+        } else if let Some(timer) = Self::reusable_kind(handle.bind(py)) {
             let inner = this.inner.with(py, std::mem::take);
             // SAFETY: the GIL is held and the borrow has ended.
             unsafe { inner.release() };
-            if let Some(rejected) = lp.keep_for_reuse(py, handle) {
+            if let Some(rejected) = lp.keep_for_reuse(py, handle, timer) {
                 // SAFETY: the GIL is held.
                 unsafe { decref(rejected.into_any()) };
             }
@@ -363,6 +378,25 @@ impl Handle {
         }
         // SAFETY: the GIL is held (we have a token).
         unsafe { decref(handle.into_any()) }
+    }
+
+    /// Whether a handle the loop alone references may be reused, and as
+    /// which kind (`Some(true)`: a `TimerHandle`). Subclasses and objects
+    /// with weak references are never reused.
+    fn reusable_kind(handle: &Bound<'_, Handle>) -> Option<bool> {
+        let timer = if handle.is_exact_instance_of::<Handle>() {
+            false
+        } else if handle.is_exact_instance_of::<TimerHandle>() {
+            true
+        } else {
+            return None;
+        };
+        (!has_weakrefs(handle.as_ptr())).then_some(timer)
+    }
+
+    #[inline]
+    pub(crate) fn when_f64(&self) -> f64 {
+        f64::from_bits(self.when.load(Relaxed))
     }
 
     #[inline]
@@ -449,7 +483,6 @@ impl Handle {
 
     fn traverse_fields(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&*self.loop_)?;
-        visit.call(&self.when_obj)?;
         // SAFETY: tp_traverse runs with the GIL held.
         if let Some(i) = unsafe { self.inner.peek_for_gc() } {
             visit.call(&i.callback)?;
@@ -457,6 +490,7 @@ impl Handle {
             visit.call(&i.context)?;
             visit.call(&i.repr)?;
             visit.call(&i.source_traceback)?;
+            visit.call(&i.when_obj)?;
         }
         Ok(())
     }
@@ -583,9 +617,12 @@ impl TimerHandle {
     fn when_object<'py>(slf: &Bound<'py, Self>) -> Bound<'py, PyAny> {
         let py = slf.py();
         let base = slf.as_super().get();
-        match &base.when_obj {
-            Some(obj) => obj.bind(py).clone(),
-            None => PyFloat::new(py, base.when).into_any(),
+        match base
+            .inner
+            .with(py, |i| i.when_obj.as_ref().map(|w| w.clone_ref(py)))
+        {
+            Some(obj) => obj.into_bound(py),
+            None => PyFloat::new(py, base.when_f64()).into_any(),
         }
     }
 }
@@ -634,7 +671,7 @@ impl TimerHandle {
         };
         let (a, b) = (slf.as_super().get(), other.as_super().get());
         let equal = || -> PyResult<bool> {
-            if a.when != b.when || a.is_cancelled() != b.is_cancelled() {
+            if a.when_f64() != b.when_f64() || a.is_cancelled() != b.is_cancelled() {
                 return Ok(false);
             }
             let (cb_a, args_a) = (Handle::_callback(a, py), Handle::_args(a, py));
@@ -642,10 +679,10 @@ impl TimerHandle {
             Ok(cb_a.into_pyobject(py)?.eq(cb_b)? && args_a.into_pyobject(py)?.eq(args_b)?)
         };
         let result = match op {
-            CompareOp::Lt => a.when < b.when,
-            CompareOp::Gt => a.when > b.when,
-            CompareOp::Le => a.when < b.when || equal()?,
-            CompareOp::Ge => a.when > b.when || equal()?,
+            CompareOp::Lt => a.when_f64() < b.when_f64(),
+            CompareOp::Gt => a.when_f64() > b.when_f64(),
+            CompareOp::Le => a.when_f64() < b.when_f64() || equal()?,
+            CompareOp::Ge => a.when_f64() > b.when_f64() || equal()?,
             CompareOp::Eq => equal()?,
             CompareOp::Ne => !equal()?,
         };

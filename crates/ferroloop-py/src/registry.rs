@@ -14,7 +14,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use ferroloop_core::{Interest, Poller};
+use ferroloop_core::{Event, Interest, Poller};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
@@ -217,21 +217,21 @@ impl Registry {
         &mut self,
         py: Python<'_>,
         poller: &Poller,
-        token: u64,
-        readable: bool,
-        writable: bool,
+        event: Event,
         out: &mut impl Extend<Py<Handle>>,
         dead: &mut Dropped,
     ) {
-        let (fd, generation) = split_token(token);
+        let (fd, generation) = split_token(event.token);
         let Some(reg) = self.get_mut(fd) else { return };
         if reg.generation != generation {
             return;
         }
-        let reader = readable
+        let reader = event
+            .readable
             .then(|| reg.reader.as_ref().map(|h| h.clone_ref(py)))
             .flatten();
-        let writer = writable
+        let writer = event
+            .writable
             .then(|| reg.writer.as_ref().map(|h| h.clone_ref(py)))
             .flatten();
         for (handle, dir) in [(reader, Direction::Read), (writer, Direction::Write)] {
