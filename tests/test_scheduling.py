@@ -511,3 +511,28 @@ def test_args_and_explicit_none_context(loop):
     loop.call_soon_threadsafe(lambda *a: seen.append((a, var.get())))
     loop.run_until_complete(asyncio.sleep(0.01))
     assert seen == [((1, 2), "current"), ((), "current"), ((3,), "current"), ((4, 5, 6), "current")]
+
+
+def test_run_once_override_is_honoured(loop):
+    turns = []
+    original = loop._run_once
+
+    def counting_run_once():
+        turns.append(1)
+        original()
+
+    loop._run_once = counting_run_once
+
+    async def main():
+        await asyncio.sleep(1e-2)
+        await asyncio.sleep(1e-4)
+        await asyncio.sleep(1e-8)
+
+    loop.run_until_complete(main())
+    del loop._run_once
+    # Every turn went through the override, and timer rounding never made the
+    # loop spin (asyncio's own test_timeout_rounding bound).
+    assert 3 <= len(turns) <= 20
+    turns.clear()
+    loop.run_until_complete(asyncio.sleep(0))
+    assert turns == []

@@ -6,10 +6,12 @@
 //! zero byte, which no signal uses.
 //!
 //! Wake-ups are only written while the loop thread is actually sleeping in the
-//! poller: the loop sets `sleeping` before it releases the GIL to wait and
-//! clears it after it has the GIL back, and wakers test it while holding the
-//! GIL, so a waker either sees the flag set (and writes), or runs before the
-//! loop computed its timeout (and the loop will see the new work). A busy loop
+//! poller: the loop sets `sleeping` (holding the GIL) before it releases the
+//! GIL to wait, and clears it as soon as the wait returns, before it has the
+//! GIL back. Wakers test it while holding the GIL, so a waker either sees the
+//! flag set (and writes, which ends the wait), or runs before the loop
+//! computed its timeout or after the wait ended (and the loop reads the ready
+//! queue after the poll). A busy loop, or one waiting to get the GIL back,
 //! therefore pays no system call per `call_soon_threadsafe`.
 
 use std::io;

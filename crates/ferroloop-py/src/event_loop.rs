@@ -328,12 +328,39 @@ impl Loop {
         )?;
         py_refs::set_asyncgen_hooks(py)?.call((), Some(&hooks))?;
         py_refs::set_running_loop(py)?.call1((slf,))?;
+        // asyncio calls `self._run_once()` each turn, so an override on a
+        // subclass or an instance takes effect; look for one once per run.
+        let run_once_override = Self::run_once_override(slf)?;
         loop {
-            Self::run_once(slf)?;
+            match &run_once_override {
+                None => Self::run_once(slf)?,
+                Some(method) => {
+                    method.call0()?;
+                }
+            }
             if this.stopping.load(Relaxed) {
                 return Ok(());
             }
         }
+    }
+
+    /// The `_run_once` to call each turn if it is not the native one.
+    fn run_once_override<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let name = intern!(py, "_run_once");
+        let native = py.get_type::<Loop>().getattr(name)?;
+        let in_class = slf.get_type().getattr(name)?;
+        let in_instance = match slf.getattr(intern!(py, "__dict__")) {
+            Ok(dict) => dict
+                .cast_into::<PyDict>()
+                .ok()
+                .and_then(|d| d.get_item(name).ok().flatten()),
+            Err(_) => None,
+        };
+        if in_instance.is_none() && in_class.is(&native) {
+            return Ok(None);
+        }
+        slf.getattr(name).map(Some)
     }
 
     /// One turn of the loop; see the module documentation.
@@ -416,9 +443,14 @@ impl Loop {
             this.poller.wait(&mut events, timeout)
         } else {
             this.self_pipe.set_sleeping(true);
-            let result = py.detach(|| this.poller.wait(&mut events, timeout));
-            this.self_pipe.set_sleeping(false);
-            result
+            py.detach(|| {
+                let result = this.poller.wait(&mut events, timeout);
+                // Awake from here on, even while still waiting for the GIL:
+                // wakers need not write to the pipe, since the ready queue is
+                // read after this poll anyway.
+                this.self_pipe.set_sleeping(false);
+                result
+            })
         };
         let interrupted = match result {
             Ok(_) => false,
