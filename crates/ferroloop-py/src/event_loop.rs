@@ -149,13 +149,16 @@ fn vectorcall_kw<'py>(
     keywords: &[&Bound<'py, PyAny>],
     kwnames: &Bound<'py, PyTuple>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    debug_assert_eq!(keywords.len(), kwnames.len());
-    let mut argv: Vec<*mut ffi::PyObject> = Vec::with_capacity(positional.len() + keywords.len());
-    argv.extend(positional.iter().map(|a| a.as_ptr()));
-    argv.extend(keywords.iter().map(|a| a.as_ptr()));
-    // SAFETY: `argv` holds valid borrowed object pointers kept alive by the
-    // callers' `Bound`s; `kwnames` is a tuple of strings whose length matches
-    // the keyword values at the end of `argv`.
+    const MAX_ARGS: usize = 8;
+    let total = positional.len() + keywords.len();
+    assert!(total <= MAX_ARGS && keywords.len() == kwnames.len());
+    let mut argv = [std::ptr::null_mut::<ffi::PyObject>(); MAX_ARGS];
+    for (slot, arg) in argv.iter_mut().zip(positional.iter().chain(keywords)) {
+        *slot = arg.as_ptr();
+    }
+    // SAFETY: `argv` holds `total` valid borrowed object pointers kept alive
+    // by the callers' `Bound`s; `kwnames` is a tuple of strings whose length
+    // matches the keyword values at the end of the positional ones.
     unsafe {
         Bound::from_owned_ptr_or_err(
             callable.py(),
