@@ -356,12 +356,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             signal.siginterrupt(sig, False)
         except OSError as exc:
             del self._signal_handlers[sig]
-            if not self._signal_handlers:
-                self._set_signals_active(False)
-                try:
-                    signal.set_wakeup_fd(-1)
-                except (ValueError, OSError) as nexc:
-                    _logger().info("set_wakeup_fd(-1) failed: %s", nexc)
+            self._release_wakeup_fd_if_unused()
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught")
             raise
@@ -380,13 +375,18 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught")
             raise
-        if not self._signal_handlers:
-            self._set_signals_active(False)
-            try:
-                signal.set_wakeup_fd(-1)
-            except (ValueError, OSError) as exc:
-                _logger().info("set_wakeup_fd(-1) failed: %s", exc)
+        self._release_wakeup_fd_if_unused()
         return True
+
+    def _release_wakeup_fd_if_unused(self):
+        """Stop receiving signal numbers once no handler is left."""
+        if self._signal_handlers:
+            return
+        self._set_signals_active(False)
+        try:
+            signal.set_wakeup_fd(-1)
+        except (ValueError, OSError) as exc:
+            _logger().info("set_wakeup_fd(-1) failed: %s", exc)
 
     def _check_signal(self, sig):
         if not isinstance(sig, int):

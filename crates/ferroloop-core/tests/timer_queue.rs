@@ -33,6 +33,18 @@ fn cancel(q: &mut TimerQueue<Timer>, t: &Timer) {
     q.note_cancelled();
 }
 
+/// A deterministic xorshift generator for the randomized tests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 fn due_ids(q: &mut TimerQueue<Timer>, now: f64) -> Vec<u32> {
     std::iter::from_fn(|| q.pop_due(now))
         .map(|t| t.id)
@@ -164,13 +176,8 @@ fn interleaved_random_schedule_matches_sorted_order() {
     // against a sorted reference model.
     let mut q = TimerQueue::new();
     let mut model: Vec<(f64, u32)> = Vec::new();
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut next = || rng.next();
     let mut id = 0u32;
     let mut now = 0.0;
     for _ in 0..20_000 {
@@ -197,13 +204,8 @@ fn random_schedule_with_cancellations_matches_model() {
     // compaction) and pops, checked against a sorted reference model.
     let mut q = TimerQueue::new();
     let mut model: Vec<(f64, u32, Timer)> = Vec::new();
-    let mut seed: u64 = 0xDEAD_BEEF_CAFE_F00D;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = Rng(0xDEAD_BEEF_CAFE_F00D);
+    let mut next = || rng.next();
     let mut id = 0u32;
     let mut now = 0.0;
     let mut compactions = 0;
