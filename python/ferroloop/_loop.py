@@ -23,6 +23,7 @@ import warnings
 from asyncio import base_events, coroutines, events, format_helpers, futures, tasks
 
 from . import _core
+from ._net import NetworkMixin
 
 __all__ = ("Loop",)
 
@@ -50,8 +51,15 @@ def _noop_signal_handler(signum, frame):
     the signal number to the wake-up descriptor."""
 
 
-class Loop(_core.Loop, asyncio.AbstractEventLoop):
+class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop implemented in Rust."""
+
+    # Defaults for a loop whose __init__ did not run (close() and __del__
+    # must still work on it).
+    _default_executor = None
+    _executor_shutdown_called = False
+    _exception_handler = None
+    _signal_handlers = None
 
     def __init__(self):
         self._default_executor = None
@@ -425,29 +433,12 @@ def _not_implemented(name):
 
 
 for _name in (
-    "getaddrinfo",
-    "getnameinfo",
-    "create_connection",
-    "create_server",
-    "sendfile",
     "start_tls",
-    "create_unix_connection",
-    "create_unix_server",
-    "connect_accepted_socket",
     "create_datagram_endpoint",
     "connect_read_pipe",
     "connect_write_pipe",
     "subprocess_shell",
     "subprocess_exec",
-    "sock_recv",
-    "sock_recv_into",
-    "sock_recvfrom",
-    "sock_recvfrom_into",
-    "sock_sendall",
-    "sock_sendto",
-    "sock_connect",
-    "sock_accept",
-    "sock_sendfile",
 ):
     setattr(Loop, _name, _not_implemented(_name))
 del _name
@@ -530,3 +521,30 @@ def _handle_repr(handle):
         filename, lineno = source_traceback[-1][:2]
         parts.append(f"created at {filename}:{lineno}")
     return f"<{' '.join(parts)}>"
+
+
+def _transport_debug(transport, message, exc):
+    """Debug-mode log line of a transport (with the exception, if any)."""
+    if exc is None:
+        _logger().debug("%r %s", transport, message)
+    else:
+        _logger().debug("%r: %s", transport, message, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _transport_warning(message):
+    _logger().warning(message)
+
+
+def _report_transport_error(transport, method, exc):
+    """An exception escaped a transport's readiness callback."""
+    transport._loop.call_exception_handler(
+        {
+            "message": f"Exception in callback {type(transport).__name__}.{method}()",
+            "exception": exc,
+            "transport": transport,
+        }
+    )
+
+
+def _log_slow_transport(transport, method, seconds):
+    _logger().warning("Executing %r.%s() took %.3f seconds", transport, method, seconds)

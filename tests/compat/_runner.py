@@ -3,12 +3,18 @@ a JSON summary on the last line of stdout.
 
     python tests/compat/_runner.py --loop ferroloop test.test_asyncgen
 
-The loop is injected the way an application would get it: the default event
-loop policy (``asyncio.DefaultEventLoopPolicy``, which asyncio instantiates
-again whenever a test resets the policy to None) is replaced by a policy that
-creates loops of the chosen kind and counts them. A test counts as having run
-on the loop if at least one loop was created while it ran, so a mis-injected
-run shows up as zero tests on the loop instead of passing silently.
+The loop is injected where CPython's tests get their loops from: the default
+event loop policy (``asyncio.DefaultEventLoopPolicy``, which asyncio
+instantiates again whenever a test resets the policy to None) and
+``asyncio.SelectorEventLoop`` (which the loop-generic test mixins of
+test_events, test_server, test_sock_lowlevel, test_sendfile and
+test_buffered_proto instantiate, sometimes with a selector argument that a
+ferroloop loop ignores). Both are replaced by a subclass of the chosen loop
+that counts its instances; the asyncio baseline run goes through the same
+replacement with a counting subclass of asyncio's own loop. A test counts as
+having run on the loop if at least one loop was created while it ran, so a
+mis-injected run shows up as zero tests on the loop instead of passing
+silently.
 """
 
 import argparse
@@ -21,26 +27,38 @@ import unittest
 LOOPS_CREATED = 0
 
 
-def make_policy(kind):
+def inject(kind, selector_loop):
+    """Replaces asyncio's default policy (and, with ``selector_loop``, the
+    ``asyncio.SelectorEventLoop`` class) with counting ones."""
     if kind == "ferroloop":
         import ferroloop
 
-        base = ferroloop.EventLoopPolicy
-        expected = ferroloop.Loop
+        class CountingLoop(ferroloop.Loop):
+            def __init__(self, selector=None):
+                global LOOPS_CREATED
+                LOOPS_CREATED += 1
+                super().__init__()
+
+        base_policy = ferroloop.EventLoopPolicy
     else:
-        base = asyncio.DefaultEventLoopPolicy
-        expected = asyncio.SelectorEventLoop
+        original = asyncio.SelectorEventLoop
 
-    class CountingPolicy(base):
-        def new_event_loop(self):
-            global LOOPS_CREATED
-            loop = super().new_event_loop()
-            if not isinstance(loop, expected):
-                raise AssertionError(f"injection failed: got {type(loop)!r}, wanted {expected!r}")
-            LOOPS_CREATED += 1
-            return loop
+        class CountingLoop(original):
+            def __init__(self, selector=None):
+                global LOOPS_CREATED
+                LOOPS_CREATED += 1
+                super().__init__(selector)
 
-    return CountingPolicy
+        base_policy = asyncio.DefaultEventLoopPolicy
+
+    class CountingPolicy(base_policy):
+        _loop_factory = CountingLoop
+
+    if selector_loop:
+        asyncio.SelectorEventLoop = CountingLoop
+        asyncio.unix_events.SelectorEventLoop = CountingLoop
+    asyncio.DefaultEventLoopPolicy = CountingPolicy
+    asyncio.set_event_loop_policy(CountingPolicy())
 
 
 class Result(unittest.TextTestResult):
@@ -68,13 +86,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--loop", choices=["ferroloop", "asyncio"], required=True)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--selector-loop",
+        action="store_true",
+        help="also replace asyncio.SelectorEventLoop (for modules whose loop-generic mixins create it)",
+    )
     parser.add_argument("module")
     parser.add_argument("tests", nargs="*", help="optional test name filters (-k)")
     args = parser.parse_args()
 
-    policy = make_policy(args.loop)
-    asyncio.DefaultEventLoopPolicy = policy
-    asyncio.set_event_loop_policy(policy())
+    inject(args.loop, args.selector_loop)
 
     loader = unittest.TestLoader()
     if args.tests:

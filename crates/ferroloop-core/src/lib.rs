@@ -17,9 +17,11 @@ pub mod fd;
 pub mod poller;
 pub mod timers;
 pub mod waker;
+pub mod write_buffer;
 
 pub use clock::{monotonic, monotonic_ns, ns_to_seconds, CLOCK_RESOLUTION};
 pub use fd::SharedFd;
 pub use poller::{Event, Events, Interest, Poller};
 pub use timers::{TimerEntry, TimerQueue};
 pub use waker::SelfPipe;
+pub use write_buffer::{Chunk, WriteBuffer};

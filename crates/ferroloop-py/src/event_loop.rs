@@ -23,7 +23,7 @@
 //! All mutable state lives in one `GilCell<State>`; see `gil_cell.rs` for the
 //! rule that keeps borrows free of Python code.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -46,12 +46,15 @@ use crate::errors::{closed_error, os_error};
 use crate::gil_cell::GilCell;
 use crate::handles::{Dropped, Handle, NewHandle, TimerHandle};
 use crate::py_refs;
-use crate::registry::{Direction, Registry, Removed, SELF_PIPE_TOKEN};
+use crate::registry::{Direction, IoCallback, Ready, Registry, Removed, SELF_PIPE_TOKEN};
+use crate::transport::SocketTransport;
 
 /// The longest single wait, as asyncio's `MAXIMUM_SELECT_TIMEOUT`.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// Readiness reports taken per wait; more are reported by the next one.
 const EVENTS_CAPACITY: usize = 1024;
+/// Size of the shared receive buffer (asyncio's `max_size`).
+const READ_BUFFER_SIZE: usize = 256 * 1024;
 /// Most handles kept for reuse (see `handles.rs`).
 const HANDLE_FREE_LIST: usize = 256;
 
@@ -67,7 +70,7 @@ impl TimerEntry for Timer {
 /// Mutable loop state; see the module documentation.
 #[derive(Default)]
 struct State {
-    ready: VecDeque<Py<Handle>>,
+    ready: VecDeque<Ready>,
     timers: TimerQueue<Timer>,
     registry: Registry,
     asyncgens: AsyncGens,
@@ -83,6 +86,11 @@ struct State {
     free_handles: Vec<Py<Handle>>,
     /// Empty timer handles kept for reuse by `call_later` and `call_at`.
     free_timers: Vec<Py<Handle>>,
+    /// Open transports by descriptor (weakly), for asyncio's rule that
+    /// `add_reader` and friends refuse a descriptor a transport uses.
+    transports: HashMap<RawFd, Py<PyWeakrefReference>>,
+    /// The receive buffer transports share; taken out while in use.
+    read_buffer: Vec<u8>,
 }
 
 /// The native event loop; `ferroloop.Loop` is its Python subclass.
@@ -287,7 +295,160 @@ impl Loop {
     }
 
     fn push_ready(&self, py: Python<'_>, handle: Py<Handle>) {
-        self.state.with(py, |s| s.ready.push_back(handle));
+        self.state
+            .with(py, |s| s.ready.push_back(Ready::Handle(handle)));
+    }
+
+    /// Whether `close()` has been called.
+    pub(crate) fn is_closed_now(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// The shared receive buffer (a fresh one if it is in use).
+    pub(crate) fn take_read_buffer(&self, py: Python<'_>) -> Vec<u8> {
+        let buf = self.state.with(py, |s| std::mem::take(&mut s.read_buffer));
+        if buf.len() == READ_BUFFER_SIZE {
+            buf
+        } else {
+            vec![0; READ_BUFFER_SIZE]
+        }
+    }
+
+    /// Gives the receive buffer back.
+    pub(crate) fn return_read_buffer(&self, py: Python<'_>, buf: Vec<u8>) {
+        self.state.with(py, |s| s.read_buffer = buf);
+    }
+
+    /// Records a new transport as the owner of `fd`.
+    pub(crate) fn adopt_transport(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        transport: &Bound<'_, SocketTransport>,
+    ) -> PyResult<()> {
+        let weak = PyWeakrefReference::new(transport)?.unbind();
+        let old = slf
+            .get()
+            .state
+            .with(slf.py(), |s| s.transports.insert(fd, weak));
+        drop(old);
+        Ok(())
+    }
+
+    /// Calls the transport's `_read_ready`/`_write_ready` whenever `fd` is
+    /// readable/writable.
+    pub(crate) fn watch_transport(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        transport: &Bound<'_, SocketTransport>,
+        dir: Direction,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_closed_now() {
+            return Ok(());
+        }
+        let mut dead = Dropped::default();
+        let callback = IoCallback::Transport(transport.clone().unbind());
+        let result = this.state.with(py, |s| {
+            s.registry
+                .set(&this.poller, fd, None, callback, dir, &mut dead)
+        });
+        dead.release(py, this);
+        match result {
+            Ok(previous) => {
+                Self::release_callback(py, this, previous)?;
+                Ok(())
+            }
+            Err(e) => Err(os_error(e)),
+        }
+    }
+
+    /// Stops calling the transport for `dir` events (asyncio's
+    /// `_remove_reader`/`_remove_writer`, which remove whatever is there).
+    pub(crate) fn unwatch_transport(slf: &Bound<'_, Self>, fd: RawFd, dir: Direction) {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_closed_now() {
+            return;
+        }
+        let mut dead = Dropped::default();
+        let removed = this
+            .state
+            .with(py, |s| s.registry.remove(&this.poller, fd, dir, &mut dead));
+        dead.release(py, this);
+        if let Ok(Removed::Callback(callback)) = removed {
+            // Errors from cancelling a displaced handle cannot happen outside
+            // debug mode and are not the transport's to report.
+            let _ = Self::release_callback(py, this, Some(callback));
+        }
+    }
+
+    /// The transport of `fd` lost its connection: forget every registration
+    /// of the descriptor, which is about to be closed.
+    pub(crate) fn forget_transport(slf: &Bound<'_, Self>, fd: RawFd) {
+        let py = slf.py();
+        let this = slf.get();
+        let mut dead = Dropped::default();
+        this.state.with(py, |s| {
+            if !this.is_closed_now() {
+                s.registry.forget(&this.poller, fd, &mut dead);
+            }
+            dead.objects
+                .extend(s.transports.remove(&fd).map(Py::into_any));
+        });
+        dead.release(py, this);
+    }
+
+    /// Cancels and releases a displaced `add_reader`/`add_writer` callback.
+    fn release_callback(py: Python<'_>, this: &Loop, callback: Option<IoCallback>) -> PyResult<()> {
+        match callback {
+            Some(IoCallback::Handle(h)) => {
+                let cancelled = Handle::cancel_handle(h.bind(py));
+                Handle::release(py, this, h);
+                cancelled
+            }
+            Some(IoCallback::Transport(t)) => {
+                drop(t);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// asyncio's `_ensure_fd_no_transport`: a descriptor used by a transport
+    /// that is not closing cannot be given to `add_reader` and friends.
+    fn ensure_fd_no_transport(
+        slf: &Bound<'_, Self>,
+        fd: i64,
+        fileobj: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let Ok(fd) = RawFd::try_from(fd) else {
+            return Ok(());
+        };
+        let weak = slf
+            .get()
+            .state
+            .with(py, |s| s.transports.get(&fd).map(|w| w.clone_ref(py)));
+        let Some(transport) = weak.and_then(|w| w.bind(py).upgrade()) else {
+            return Ok(());
+        };
+        if !transport
+            .call_method0(intern!(py, "is_closing"))?
+            .is_truthy()?
+        {
+            return Err(PyRuntimeError::new_err(format!(
+                "File descriptor {} is used by transport {}",
+                fileobj.repr()?,
+                transport.repr()?
+            )));
+        }
+        Ok(())
+    }
+
+    /// A new future of this loop (`loop.create_future()`).
+    pub(crate) fn create_future_for<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method0(intern!(slf.py(), "create_future"))
     }
 
     fn call_soon_threadsafe_impl<'py>(
@@ -403,16 +564,26 @@ impl Loop {
             if !s.timers.is_empty() {
                 let end_time = monotonic() + CLOCK_RESOLUTION;
                 while let Some(Timer(handle)) = s.timers.pop_due(end_time) {
-                    s.ready.push_back(handle);
+                    s.ready.push_back(Ready::Handle(handle));
                 }
             }
             s.ready.len()
         });
         for _ in 0..ntodo {
-            let Some(handle) = this.state.with(py, |s| s.ready.pop_front()) else {
+            let Some(item) = this.state.with(py, |s| s.ready.pop_front()) else {
                 break;
             };
-            let handle = handle.into_bound(py);
+            let handle = match item {
+                Ready::Handle(handle) => handle.into_bound(py),
+                Ready::Read(transport) => {
+                    Self::run_transport(slf, transport.bind(py), Direction::Read)?;
+                    continue;
+                }
+                Ready::Write(transport) => {
+                    Self::run_transport(slf, transport.bind(py), Direction::Write)?;
+                    continue;
+                }
+            };
             let h = handle.get();
             if h.is_scheduled() {
                 // A timer that left the heap in this turn.
@@ -431,6 +602,41 @@ impl Loop {
             };
             Handle::release(py, this, handle.unbind());
             result?;
+        }
+        Ok(())
+    }
+
+    /// Runs a transport's `_read_ready`/`_write_ready`. Like a callback, an
+    /// exception it lets through goes to the exception handler unless it is
+    /// `KeyboardInterrupt` or `SystemExit`.
+    fn run_transport(
+        slf: &Bound<'_, Self>,
+        transport: &Bound<'_, SocketTransport>,
+        dir: Direction,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let t0 = slf.get().debug().then(monotonic);
+        let result = match dir {
+            Direction::Read => SocketTransport::read_ready(transport),
+            Direction::Write => SocketTransport::write_ready(transport),
+        };
+        let method = match dir {
+            Direction::Read => "_read_ready",
+            Direction::Write => "_write_ready",
+        };
+        if let Err(err) = result {
+            if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+            {
+                return Err(err);
+            }
+            py_refs::report_transport_error(py)?.call1((transport, method, err.into_value(py)))?;
+        }
+        if let Some(t0) = t0 {
+            let dt = monotonic() - t0;
+            if dt >= f64::from_bits(slf.get().slow_callback_duration.load(Relaxed)) {
+                py_refs::log_slow_transport(py)?.call1((transport, method, dt))?;
+            }
         }
         Ok(())
     }
@@ -514,16 +720,20 @@ impl Loop {
         result
     }
 
-    fn add_io(
-        slf: &Bound<'_, Self>,
-        fileobj: Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+    fn add_io<'py>(
+        slf: &Bound<'py, Self>,
+        fileobj: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
         dir: Direction,
-    ) -> PyResult<()> {
+        check_transport: bool,
+    ) -> PyResult<Bound<'py, Handle>> {
         let py = slf.py();
         let this = slf.get();
         let fd = fileobj_to_fd(&fileobj)?;
+        if check_transport {
+            Self::ensure_fd_no_transport(slf, fd, &fileobj)?;
+        }
         this.check_closed()?;
         let fd: RawFd = match RawFd::try_from(fd) {
             Ok(fd) if fd >= 0 => fd,
@@ -539,20 +749,22 @@ impl Loop {
             context: None,
             traceback: this.debug(),
         };
-        let handle = Handle::new_plain(py, slf, new, true)?.unbind();
+        let handle = Handle::new_plain(py, slf, new, true)?;
+        let registered = IoCallback::Handle(handle.clone().unbind());
         let mut dead = Dropped::default();
         let result = this.state.with(py, |s| {
-            s.registry
-                .set(&this.poller, fd, fileobj.unbind(), handle, dir, &mut dead)
+            s.registry.set(
+                &this.poller,
+                fd,
+                Some(fileobj.unbind()),
+                registered,
+                dir,
+                &mut dead,
+            )
         });
         dead.release(py, this);
         match result {
-            Ok(Some(previous)) => {
-                let cancelled = Handle::cancel_handle(previous.bind(py));
-                Handle::release(py, this, previous);
-                cancelled
-            }
-            Ok(None) => Ok(()),
+            Ok(previous) => Self::release_callback(py, this, previous).map(|()| handle),
             Err(e) => Err(os_error(e)),
         }
     }
@@ -561,10 +773,14 @@ impl Loop {
         slf: &Bound<'_, Self>,
         fileobj: Bound<'_, PyAny>,
         dir: Direction,
+        check_transport: bool,
     ) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         let fd = fileobj_to_fd(&fileobj)?;
+        if check_transport {
+            Self::ensure_fd_no_transport(slf, fd, &fileobj)?;
+        }
         if this.closed.load(Relaxed) {
             return Ok(false);
         }
@@ -582,10 +798,8 @@ impl Loop {
                 "Invalid file descriptor: {fd}"
             ))),
             Some(Err(e)) => Err(os_error(e)),
-            Some(Ok(Removed::Callback(handle))) => {
-                let cancelled = Handle::cancel_handle(handle.bind(py));
-                Handle::release(py, this, handle);
-                cancelled.map(|()| true)
+            Some(Ok(Removed::Callback(callback))) => {
+                Self::release_callback(py, this, Some(callback)).map(|()| true)
             }
             Some(Ok(Removed::NotRegistered | Removed::NoCallback)) => Ok(false),
         }
@@ -594,8 +808,11 @@ impl Loop {
 
 #[pymethods]
 impl Loop {
+    /// Arguments are accepted here and checked by `__init__` (the Python
+    /// subclass), so that subclasses can take their own.
     #[new]
-    fn new() -> PyResult<Self> {
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let poller = Poller::new().map_err(os_error)?;
         let self_pipe = SelfPipe::new().map_err(os_error)?;
         let read_fd = self_pipe.read_fd().expect("new self-pipe is open");
@@ -671,7 +888,14 @@ impl Loop {
         let mut dead = Dropped::default();
         self.state.with(py, |s| {
             s.registry.clear(&mut dead);
-            dead.handles.extend(s.ready.drain(..));
+            for item in s.ready.drain(..) {
+                match item {
+                    Ready::Handle(h) => dead.handles.push(h),
+                    Ready::Read(t) | Ready::Write(t) => dead.objects.push(t.into_any()),
+                }
+            }
+            dead.objects
+                .extend(s.transports.drain().map(|(_, w)| w.into_any()));
             for Timer(handle) in s.timers.drain() {
                 handle.get().set_unscheduled();
                 dead.handles.push(handle);
@@ -897,12 +1121,12 @@ impl Loop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        Self::add_io(slf, fd, callback, args, Direction::Read)
+        Self::add_io(slf, fd, callback, args, Direction::Read, true).map(drop)
     }
 
     /// Stop watching `fd` for reading; True if a callback was removed.
     fn remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::remove_io(slf, fd, Direction::Read)
+        Self::remove_io(slf, fd, Direction::Read, true)
     }
 
     /// Call `callback(*args)` whenever `fd` is writable.
@@ -913,12 +1137,48 @@ impl Loop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        Self::add_io(slf, fd, callback, args, Direction::Write)
+        Self::add_io(slf, fd, callback, args, Direction::Write, true).map(drop)
     }
 
     /// Stop watching `fd` for writing; True if a callback was removed.
     fn remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::remove_io(slf, fd, Direction::Write)
+        Self::remove_io(slf, fd, Direction::Write, true)
+    }
+
+    /// asyncio's `_add_reader`: no transport check; returns the handle.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader<'py>(
+        slf: &Bound<'py, Self>,
+        fd: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        Self::add_io(slf, fd, callback, args, Direction::Read, false)
+    }
+
+    /// asyncio's `_add_writer`: no transport check; returns the handle.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer<'py>(
+        slf: &Bound<'py, Self>,
+        fd: Bound<'py, PyAny>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        Self::add_io(slf, fd, callback, args, Direction::Write, false)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Direction::Read, false)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Direction::Write, false)
+    }
+
+    /// Raise if `fd` is used by a transport that is not closing.
+    fn _ensure_fd_no_transport(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<()> {
+        let number = fileobj_to_fd(&fd)?;
+        Self::ensure_fd_no_transport(slf, number, &fd)
     }
 
     // --- internals used by the Python layer and by asyncio's own code ------
@@ -1046,8 +1306,11 @@ impl Loop {
         let Some(s) = (unsafe { self.state.peek_for_gc() }) else {
             return Ok(());
         };
-        for handle in &s.ready {
-            Handle::traverse_queued(handle, &visit)?;
+        for item in &s.ready {
+            match item {
+                Ready::Handle(h) => Handle::traverse_queued(h, &visit)?,
+                Ready::Read(t) | Ready::Write(t) => visit.call(t)?,
+            }
         }
         for Timer(handle) in s.timers.iter() {
             Handle::traverse_queued(handle, &visit)?;
@@ -1064,7 +1327,14 @@ impl Loop {
             s.registry.clear(&mut dead);
             let live = s.asyncgens.take_live(py, &mut dead.objects);
             dead.objects.extend(live);
-            dead.handles.extend(s.ready.drain(..));
+            for item in s.ready.drain(..) {
+                match item {
+                    Ready::Handle(h) => dead.handles.push(h),
+                    Ready::Read(t) | Ready::Write(t) => dead.objects.push(t.into_any()),
+                }
+            }
+            dead.objects
+                .extend(s.transports.drain().map(|(_, w)| w.into_any()));
             dead.handles
                 .extend(s.timers.drain().into_iter().map(|Timer(h)| h));
             dead.objects.extend(s.task_factory.take());
@@ -1167,5 +1437,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::fastcall::install(&m.py().get_type::<Loop>())?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
+    m.add_class::<SocketTransport>()?;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod gil_cell;
 mod handles;
 mod py_refs;
 mod registry;
+mod transport;
 
 use pyo3::prelude::*;
 

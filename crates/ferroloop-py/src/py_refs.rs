@@ -19,8 +19,22 @@ cached_attr!(
 cached_attr!(
     /// asyncio's C `Task` type.
     task_type, "asyncio.tasks", "Task");
-cached_attr!(get_running_loop, "asyncio.events", "_get_running_loop");
-cached_attr!(set_running_loop, "asyncio.events", "_set_running_loop");
+/// `asyncio.events`, whose `_get_running_loop`/`_set_running_loop` are
+/// looked up on every use, as asyncio's own loop does, so that code replacing
+/// them (CPython's tests of the pure-Python versions) is honoured.
+pub fn asyncio_events(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static CELL: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || py.import("asyncio.events").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+pub fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    asyncio_events(py)?.getattr(pyo3::intern!(py, "_get_running_loop"))
+}
+
+pub fn set_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    asyncio_events(py)?.getattr(pyo3::intern!(py, "_set_running_loop"))
+}
 cached_attr!(get_asyncgen_hooks, "sys", "get_asyncgen_hooks");
 cached_attr!(set_asyncgen_hooks, "sys", "set_asyncgen_hooks");
 cached_attr!(warn, "warnings", "warn");
@@ -43,3 +57,26 @@ cached_attr!(
 cached_attr!(
     /// `_handle_repr(handle)`: asyncio's `Handle.__repr__` text.
     handle_repr, "ferroloop._loop", "_handle_repr");
+cached_attr!(
+    /// `asyncio.BufferedProtocol`.
+    buffered_protocol, "asyncio.protocols", "BufferedProtocol");
+cached_attr!(
+    /// `asyncio.trsock.TransportSocket`: the `socket` extra of transports.
+    transport_socket, "asyncio.trsock", "TransportSocket");
+cached_attr!(
+    set_result_unless_cancelled,
+    "ferroloop._loop",
+    "_set_result_unless_cancelled"
+);
+cached_attr!(
+    /// `_transport_debug(transport, message, exc)`: debug-mode log line.
+    transport_debug, "ferroloop._loop", "_transport_debug");
+cached_attr!(
+    /// `_transport_warning(message)`.
+    transport_warning, "ferroloop._loop", "_transport_warning");
+cached_attr!(
+    /// `_report_transport_error(transport, method, exc)`.
+    report_transport_error, "ferroloop._loop", "_report_transport_error");
+cached_attr!(
+    /// `_log_slow_transport(transport, method, seconds)`.
+    log_slow_transport, "ferroloop._loop", "_log_slow_transport");

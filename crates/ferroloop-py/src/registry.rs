@@ -1,12 +1,15 @@
-//! The table of descriptors watched for `add_reader` / `add_writer`.
+//! The table of descriptors the loop watches: `add_reader`/`add_writer`
+//! callbacks and transports.
 //!
 //! Indexed by descriptor number (descriptors are small integers), each slot
-//! holds the reader and writer handles, the object the caller registered (so
-//! that `remove_reader(sock)` still works after `sock.close()` made
-//! `sock.fileno()` return -1, as with `selectors`), and a generation number
-//! that goes into the epoll token: an event whose generation does not match
-//! the slot belongs to an earlier registration of a reused descriptor number
-//! and is ignored.
+//! holds what runs when the descriptor is readable and when it is writable:
+//! a `Handle` (from `add_reader`/`add_writer`) or a transport (whose
+//! `_read_ready`/`_write_ready` the loop calls natively). It also keeps the
+//! object the caller registered (so that `remove_reader(sock)` still works
+//! after `sock.close()` made `sock.fileno()` return -1, as with `selectors`)
+//! and a generation number that goes into the epoll token: an event whose
+//! generation does not match the slot belongs to an earlier registration of a
+//! reused descriptor number and is ignored.
 //!
 //! Methods never drop Python objects: whatever they remove is collected in a
 //! [`Dropped`] that the caller releases after leaving the `GilCell` borrow.
@@ -20,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use crate::handles::{Dropped, Handle};
+use crate::transport::SocketTransport;
 
 /// Token of the self-pipe's read end (its descriptor half, `-1`, never
 /// matches a registration).
@@ -32,10 +36,38 @@ pub enum Direction {
     Write,
 }
 
+/// What runs when a descriptor is ready.
+pub enum IoCallback {
+    /// An `add_reader`/`add_writer` callback.
+    Handle(Py<Handle>),
+    /// A transport's `_read_ready`/`_write_ready`.
+    Transport(Py<SocketTransport>),
+}
+
+impl IoCallback {
+    fn release_into(self, dead: &mut Dropped) {
+        match self {
+            IoCallback::Handle(h) => dead.handles.push(h),
+            IoCallback::Transport(t) => dead.objects.push(t.into_any()),
+        }
+    }
+}
+
+/// An item of the loop's ready queue.
+pub enum Ready {
+    /// A scheduled callback.
+    Handle(Py<Handle>),
+    /// A transport's descriptor is readable.
+    Read(Py<SocketTransport>),
+    /// A transport's descriptor is writable.
+    Write(Py<SocketTransport>),
+}
+
 struct Registration {
-    fileobj: Py<PyAny>,
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
+    /// The object given to `add_reader`/`add_writer` (None for transports).
+    fileobj: Option<Py<PyAny>>,
+    reader: Option<IoCallback>,
+    writer: Option<IoCallback>,
     generation: u32,
 }
 
@@ -47,7 +79,7 @@ impl Registration {
         }
     }
 
-    fn slot(&mut self, dir: Direction) -> &mut Option<Py<Handle>> {
+    fn slot(&mut self, dir: Direction) -> &mut Option<IoCallback> {
         match dir {
             Direction::Read => &mut self.reader,
             Direction::Write => &mut self.writer,
@@ -79,7 +111,7 @@ pub enum Removed {
     /// It is, but without a callback in that direction.
     NoCallback,
     /// This callback was removed.
-    Callback(Py<Handle>),
+    Callback(IoCallback),
 }
 
 impl Registry {
@@ -97,23 +129,27 @@ impl Registry {
     pub fn find_by_object(&self, obj: &Bound<'_, PyAny>) -> Option<RawFd> {
         self.slots.iter().enumerate().find_map(|(fd, slot)| {
             slot.as_ref()
-                .filter(|reg| reg.fileobj.as_ptr() == obj.as_ptr())
+                .filter(|reg| {
+                    reg.fileobj
+                        .as_ref()
+                        .is_some_and(|f| f.as_ptr() == obj.as_ptr())
+                })
                 .map(|_| fd as RawFd)
         })
     }
 
-    /// Installs `handle` as the `dir` callback of `fd`, replacing (and
-    /// returning) the previous one. On failure the handle is handed back in
+    /// Installs `callback` as the `dir` callback of `fd`, replacing (and
+    /// returning) the previous one. On failure the callback is handed back in
     /// `dead` and the OS error returned.
     pub fn set(
         &mut self,
         poller: &Poller,
         fd: RawFd,
-        fileobj: Py<PyAny>,
-        handle: Py<Handle>,
+        fileobj: Option<Py<PyAny>>,
+        callback: IoCallback,
         dir: Direction,
         dead: &mut Dropped,
-    ) -> io::Result<Option<Py<Handle>>> {
+    ) -> io::Result<Option<IoCallback>> {
         if let Some(reg) = self.get_mut(fd) {
             let mut interest = reg.interest();
             match dir {
@@ -127,12 +163,12 @@ impl Registry {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => poller.add(fd, tok, interest),
                 other => other,
             };
-            dead.objects.push(fileobj);
+            dead.objects.extend(fileobj);
             if let Err(e) = outcome {
-                dead.handles.push(handle);
+                callback.release_into(dead);
                 return Err(e);
             }
-            return Ok(reg.slot(dir).replace(handle));
+            return Ok(reg.slot(dir).replace(callback));
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -142,7 +178,7 @@ impl Registry {
             writer: None,
             generation,
         };
-        *reg.slot(dir) = Some(handle);
+        *reg.slot(dir) = Some(callback);
         let interest = reg.interest();
         let outcome = match poller.add(fd, token(fd, generation), interest) {
             // Registered in epoll but not here: only possible if the table and
@@ -153,9 +189,10 @@ impl Registry {
             other => other,
         };
         if let Err(e) = outcome {
-            dead.handles.extend(reg.reader.take());
-            dead.handles.extend(reg.writer.take());
-            dead.objects.push(reg.fileobj);
+            for callback in [reg.reader.take(), reg.writer.take()].into_iter().flatten() {
+                callback.release_into(dead);
+            }
+            dead.objects.extend(reg.fileobj);
             return Err(e);
         }
         let index = fd as usize;
@@ -181,7 +218,7 @@ impl Registry {
             return Ok(Removed::NotRegistered);
         };
         let removed = match reg.slot(dir).take() {
-            Some(handle) => Removed::Callback(handle),
+            Some(callback) => Removed::Callback(callback),
             None => Removed::NoCallback,
         };
         let interest = reg.interest();
@@ -192,8 +229,8 @@ impl Registry {
             return Ok(removed);
         }
         if let Err(e) = poller.modify(fd, token(fd, reg.generation), interest) {
-            if let Removed::Callback(handle) = removed {
-                dead.handles.push(handle);
+            if let Removed::Callback(callback) = removed {
+                callback.release_into(dead);
             }
             self.unregister(fd, dead);
             return Err(e);
@@ -201,24 +238,33 @@ impl Registry {
         Ok(removed)
     }
 
-    fn unregister(&mut self, fd: RawFd, dead: &mut Dropped) {
-        if let Some(reg) = self.slots.get_mut(fd as usize).and_then(Option::take) {
-            self.count -= 1;
-            dead.objects.push(reg.fileobj);
-            dead.handles.extend(reg.reader);
-            dead.handles.extend(reg.writer);
+    /// Removes everything registered for `fd` (a transport closing it).
+    pub fn forget(&mut self, poller: &Poller, fd: RawFd, dead: &mut Dropped) {
+        if self.get_mut(fd).is_some() {
+            let _ = poller.delete(fd);
+            self.unregister(fd, dead);
         }
     }
 
-    /// The callbacks a readiness event for `token` schedules, in asyncio's
-    /// order (reader, then writer). Cancelled callbacks are removed instead,
-    /// like `BaseSelectorEventLoop._process_events`.
+    fn unregister(&mut self, fd: RawFd, dead: &mut Dropped) {
+        if let Some(reg) = self.slots.get_mut(fd as usize).and_then(Option::take) {
+            self.count -= 1;
+            dead.objects.extend(reg.fileobj);
+            for callback in [reg.reader, reg.writer].into_iter().flatten() {
+                callback.release_into(dead);
+            }
+        }
+    }
+
+    /// What a readiness event schedules, in asyncio's order (reader, then
+    /// writer). Cancelled callbacks are removed instead, like
+    /// `BaseSelectorEventLoop._process_events`.
     pub fn ready_callbacks(
         &mut self,
         py: Python<'_>,
         poller: &Poller,
         event: Event,
-        out: &mut impl Extend<Py<Handle>>,
+        out: &mut impl Extend<Ready>,
         dead: &mut Dropped,
     ) {
         let (fd, generation) = split_token(event.token);
@@ -226,24 +272,31 @@ impl Registry {
         if reg.generation != generation {
             return;
         }
-        let reader = event
-            .readable
-            .then(|| reg.reader.as_ref().map(|h| h.clone_ref(py)))
-            .flatten();
-        let writer = event
-            .writable
-            .then(|| reg.writer.as_ref().map(|h| h.clone_ref(py)))
-            .flatten();
-        for (handle, dir) in [(reader, Direction::Read), (writer, Direction::Write)] {
-            let Some(handle) = handle else { continue };
-            if handle.get().is_cancelled() {
-                dead.handles.push(handle);
-                if let Ok(Removed::Callback(h)) = self.remove(poller, fd, dir, dead) {
-                    dead.handles.push(h);
-                }
-            } else {
-                out.extend(Some(handle));
+        for (dir, ready) in [
+            (Direction::Read, event.readable),
+            (Direction::Write, event.writable),
+        ] {
+            if !ready {
+                continue;
             }
+            let Some(reg) = self.get_mut(fd) else { return };
+            let item = match reg.slot(dir) {
+                None => continue,
+                Some(IoCallback::Transport(t)) => match dir {
+                    Direction::Read => Ready::Read(t.clone_ref(py)),
+                    Direction::Write => Ready::Write(t.clone_ref(py)),
+                },
+                Some(IoCallback::Handle(h)) if !h.get().is_cancelled() => {
+                    Ready::Handle(h.clone_ref(py))
+                }
+                Some(IoCallback::Handle(_)) => {
+                    if let Ok(Removed::Callback(callback)) = self.remove(poller, fd, dir, dead) {
+                        callback.release_into(dead);
+                    }
+                    continue;
+                }
+            };
+            out.extend(Some(item));
         }
     }
 
@@ -255,13 +308,16 @@ impl Registry {
         self.slots = Vec::new();
     }
 
-    /// Visits the registered file objects and callbacks (see
+    /// Visits the registered file objects, callbacks and transports (see
     /// `Handle::traverse_queued`).
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         for reg in self.slots.iter().flatten() {
             visit.call(&reg.fileobj)?;
-            for handle in reg.reader.iter().chain(&reg.writer) {
-                Handle::traverse_queued(handle, visit)?;
+            for callback in reg.reader.iter().chain(&reg.writer) {
+                match callback {
+                    IoCallback::Handle(h) => Handle::traverse_queued(h, visit)?,
+                    IoCallback::Transport(t) => visit.call(t)?,
+                }
             }
         }
         Ok(())
