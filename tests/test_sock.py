@@ -1,8 +1,10 @@
 """sock_* coroutines, DNS, sendfile."""
 
 import asyncio
+import errno
 import os
 import socket
+import struct
 import tempfile
 from unittest import mock
 
@@ -205,6 +207,158 @@ def test_cancelled_sock_operation_leaves_nothing_registered(loop, pair, case):
     finally:
         for s in others + ([sock] if sock is not a else []):
             s.close()
+
+
+def _tcp_pair():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    for s in (client, server):
+        s.setblocking(False)
+    return client, server
+
+
+def test_peer_reset_while_waiting_raises_connection_reset(loop):
+    client, server = _tcp_pair()
+
+    async def main():
+        recv = asyncio.ensure_future(loop.sock_recv(client, 100))
+        await asyncio.sleep(0.01)
+        assert not recv.done()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        with pytest.raises(ConnectionResetError) as info:
+            await recv
+        assert info.value.errno == errno.ECONNRESET
+        assert nothing_registered(loop, client)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        client.close()
+
+
+def test_errors_of_the_first_attempt(loop, pair):
+    a, b = pair
+    b.close()
+
+    async def main():
+        # The peer is gone: sending fails with EPIPE, receiving reads EOF.
+        with pytest.raises(BrokenPipeError) as info:
+            await loop.sock_sendall(a, b"x")
+        assert info.value.errno == errno.EPIPE
+        assert await loop.sock_recv(a, 10) == b""
+        with pytest.raises(TypeError, match="a bytes-like object is required, not 'str'"):
+            await loop.sock_sendall(a, "text")
+        with pytest.raises(TypeError):
+            await loop.sock_recv_into(a, b"read-only")
+        with pytest.raises(TypeError, match="read-write"):
+            await loop.sock_recv_into(a, "text")
+        a.close()
+        for operation in (loop.sock_recv(a, 10), loop.sock_sendall(a, b"x"),
+                          loop.sock_recv_into(a, bytearray(1))):
+            with pytest.raises(OSError) as info:
+                await operation
+            assert info.value.errno == errno.EBADF
+
+    loop.run_until_complete(main())
+
+
+def test_socket_subclass_methods_are_used(loop, pair):
+    calls = []
+
+    class Recording(socket.socket):
+        def recv(self, n, *args):
+            calls.append(("recv", n))
+            return super().recv(n, *args)
+
+        def send(self, data, *args):
+            calls.append(("send", bytes(data)))
+            return super().send(data, *args)
+
+    a, b = pair
+    sock = Recording(fileno=os.dup(a.fileno()))
+    sock.setblocking(False)
+
+    async def main():
+        await loop.sock_sendall(sock, b"ping")
+        assert await loop.sock_recv(b, 10) == b"ping"
+        await loop.sock_sendall(b, b"pong")
+        assert await loop.sock_recv(sock, 10) == b"pong"
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        sock.close()
+    assert calls == [("send", b"ping"), ("recv", 10)]
+
+
+def test_waiting_on_a_transport_socket_is_refused(loop, pair):
+    a, b = pair
+
+    async def main():
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            await loop.sock_recv(a, 10)
+        transport.close()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+
+
+def test_a_second_wait_displaces_the_first(loop, pair):
+    a, b = pair
+
+    async def main():
+        first = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        b.send(b"data")
+        assert await second == b"data"
+        await asyncio.sleep(0.01)
+        assert not first.done()
+        first.cancel()
+        await asyncio.sleep(0)
+        assert nothing_registered(loop, a)
+
+    loop.run_until_complete(main())
+
+
+def test_sendall_pins_its_buffer_while_waiting(loop, pair):
+    a, b = pair
+    fill(a)
+    data = bytearray(b"x" * (1 << 20))
+
+    async def main():
+        send = asyncio.ensure_future(loop.sock_sendall(a, data))
+        await asyncio.sleep(0)
+        assert not send.done()
+        with pytest.raises(BufferError):
+            data.extend(b"more")
+        received = 0
+        while received < (1 << 20):
+            received += len(await loop.sock_recv(b, 1 << 16))
+        await send
+        data.extend(b"more")
+
+    loop.run_until_complete(main())
+
+
+def test_recv_larger_than_the_shared_buffer(loop, pair):
+    a, b = pair
+    payload = os.urandom(200_000)
+
+    async def main():
+        recv = asyncio.ensure_future(loop.sock_recv(a, 1 << 20))
+        await asyncio.sleep(0)
+        b.send(payload)
+        data = await recv
+        assert len(data) > 0 and payload.startswith(data)
+
+    loop.run_until_complete(main())
 
 
 def test_getaddrinfo_numeric_and_names(loop):

@@ -546,5 +546,12 @@ def _report_transport_error(transport, method, exc):
     )
 
 
+def _report_sock_error(loop, waiter, exc):
+    """An exception escaped the retry of a socket operation."""
+    loop.call_exception_handler(
+        {"message": f"Exception in callback {waiter!r}", "exception": exc}
+    )
+
+
 def _log_slow_transport(transport, method, seconds):
     _logger().warning("Executing %r.%s() took %.3f seconds", transport, method, seconds)

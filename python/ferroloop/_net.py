@@ -911,6 +911,11 @@ class NetworkMixin:
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from ``sock``."""
         self._check_sock(sock)
+        if type(sock) is socket.socket and type(n) is int and n > 0:
+            data = self._sock_recv(sock, n)
+            if type(data) is bytes:
+                return data
+            return await data
         try:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
@@ -920,6 +925,11 @@ class NetworkMixin:
     async def sock_recv_into(self, sock, buf):
         """Receive into ``buf``; return the number of bytes received."""
         self._check_sock(sock)
+        if type(sock) is socket.socket:
+            n = self._sock_recv_into(sock, buf)
+            if type(n) is int:
+                return n
+            return await n
         try:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
@@ -949,6 +959,11 @@ class NetworkMixin:
     async def sock_sendall(self, sock, data):
         """Send all of ``data``."""
         self._check_sock(sock)
+        if type(sock) is socket.socket:
+            waiter = self._sock_sendall(sock, data)
+            if waiter is not None:
+                await waiter
+            return None
         try:
             n = sock.send(data)
         except (BlockingIOError, InterruptedError):

@@ -47,6 +47,7 @@ use crate::gil_cell::GilCell;
 use crate::handles::{Dropped, Handle, NewHandle, TimerHandle};
 use crate::py_refs;
 use crate::registry::{Direction, IoCallback, Ready, Registry, Removed, SELF_PIPE_TOKEN};
+use crate::sock::SockWaiter;
 use crate::transport::SocketTransport;
 
 /// The longest single wait, as asyncio's `MAXIMUM_SELECT_TIMEOUT`.
@@ -54,7 +55,7 @@ const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// Readiness reports taken per wait; more are reported by the next one.
 const EVENTS_CAPACITY: usize = 1024;
 /// Size of the shared receive buffer (asyncio's `max_size`).
-const READ_BUFFER_SIZE: usize = 256 * 1024;
+pub(crate) const READ_BUFFER_SIZE: usize = 256 * 1024;
 /// Most handles kept for reuse (see `handles.rs`).
 const HANDLE_FREE_LIST: usize = 256;
 
@@ -399,6 +400,72 @@ impl Loop {
         dead.release(py, this);
     }
 
+    /// Calls `waiter` when `fd` is ready in direction `dir`.
+    pub(crate) fn watch_sock(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        waiter: &Bound<'_, SockWaiter>,
+        dir: Direction,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let mut dead = Dropped::default();
+        let callback = IoCallback::Sock(waiter.clone().unbind());
+        let result = this.state.with(py, |s| {
+            s.registry
+                .set(&this.poller, fd, None, callback, dir, &mut dead)
+        });
+        dead.release(py, this);
+        match result {
+            Ok(previous) => Self::release_callback(py, this, previous),
+            Err(e) => Err(os_error(e)),
+        }
+    }
+
+    /// Removes `waiter` from `fd` if it is still the `dir` callback there.
+    pub(crate) fn unwatch_sock(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        waiter: &Bound<'_, SockWaiter>,
+        dir: Direction,
+    ) {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_closed_now() {
+            return;
+        }
+        let mut dead = Dropped::default();
+        this.state.with(py, |s| {
+            s.registry
+                .remove_if(&this.poller, fd, dir, waiter.as_ptr(), &mut dead)
+        });
+        dead.release(py, this);
+    }
+
+    /// Retries a socket operation whose descriptor is ready. An unexpected
+    /// exception goes to the exception handler, as from a callback.
+    fn run_sock(
+        slf: &Bound<'_, Self>,
+        waiter: &Bound<'_, SockWaiter>,
+        dir: Direction,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        match SockWaiter::ready(waiter, dir) {
+            Ok(()) => Ok(()),
+            Err(err)
+                if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                    || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
+            {
+                Err(err)
+            }
+            Err(err) => {
+                py_refs::report_sock_error(py)?.call1((slf, waiter, err.into_value(py)))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Cancels and releases a displaced `add_reader`/`add_writer` callback.
     fn release_callback(py: Python<'_>, this: &Loop, callback: Option<IoCallback>) -> PyResult<()> {
         match callback {
@@ -411,13 +478,17 @@ impl Loop {
                 drop(t);
                 Ok(())
             }
+            Some(IoCallback::Sock(w)) => {
+                drop(w);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
 
     /// asyncio's `_ensure_fd_no_transport`: a descriptor used by a transport
     /// that is not closing cannot be given to `add_reader` and friends.
-    fn ensure_fd_no_transport(
+    pub(crate) fn ensure_fd_no_transport(
         slf: &Bound<'_, Self>,
         fd: i64,
         fileobj: &Bound<'_, PyAny>,
@@ -581,6 +652,10 @@ impl Loop {
                 }
                 Ready::Write(transport) => {
                     Self::run_transport(slf, transport.bind(py), Direction::Write)?;
+                    continue;
+                }
+                Ready::Sock(waiter, dir) => {
+                    Self::run_sock(slf, waiter.bind(py), dir)?;
                     continue;
                 }
             };
@@ -889,10 +964,7 @@ impl Loop {
         self.state.with(py, |s| {
             s.registry.clear(&mut dead);
             for item in s.ready.drain(..) {
-                match item {
-                    Ready::Handle(h) => dead.handles.push(h),
-                    Ready::Read(t) | Ready::Write(t) => dead.objects.push(t.into_any()),
-                }
+                item.release_into(&mut dead);
             }
             dead.objects
                 .extend(s.transports.drain().map(|(_, w)| w.into_any()));
@@ -1175,6 +1247,34 @@ impl Loop {
         Self::remove_io(slf, fd, Direction::Write, false)
     }
 
+    /// `sock.recv(n)` on a plain non-blocking socket: the data, or a future
+    /// of it (see `sock.rs`).
+    fn _sock_recv<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::sock::sock_recv(slf, sock, n)
+    }
+
+    /// `sock.recv_into(buf)`: the count, or a future of it.
+    fn _sock_recv_into<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        buf: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::sock::sock_recv_into(slf, sock, buf)
+    }
+
+    /// Sends all of `data`: None when done at once, else a future.
+    fn _sock_sendall<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::sock::sock_sendall(slf, sock, data)
+    }
+
     /// Raise if `fd` is used by a transport that is not closing.
     fn _ensure_fd_no_transport(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<()> {
         let number = fileobj_to_fd(&fd)?;
@@ -1307,10 +1407,7 @@ impl Loop {
             return Ok(());
         };
         for item in &s.ready {
-            match item {
-                Ready::Handle(h) => Handle::traverse_queued(h, &visit)?,
-                Ready::Read(t) | Ready::Write(t) => visit.call(t)?,
-            }
+            item.traverse(&visit)?;
         }
         for Timer(handle) in s.timers.iter() {
             Handle::traverse_queued(handle, &visit)?;
@@ -1328,10 +1425,7 @@ impl Loop {
             let live = s.asyncgens.take_live(py, &mut dead.objects);
             dead.objects.extend(live);
             for item in s.ready.drain(..) {
-                match item {
-                    Ready::Handle(h) => dead.handles.push(h),
-                    Ready::Read(t) | Ready::Write(t) => dead.objects.push(t.into_any()),
-                }
+                item.release_into(&mut dead);
             }
             dead.objects
                 .extend(s.transports.drain().map(|(_, w)| w.into_any()));

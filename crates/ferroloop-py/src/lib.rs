@@ -14,6 +14,7 @@ mod gil_cell;
 mod handles;
 mod py_refs;
 mod registry;
+mod sock;
 mod transport;
 
 use pyo3::prelude::*;
@@ -21,6 +22,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     event_loop::register(m)?;
+    m.add_class::<sock::SockWaiter>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

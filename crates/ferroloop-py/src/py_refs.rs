@@ -80,3 +80,6 @@ cached_attr!(
 cached_attr!(
     /// `_log_slow_transport(transport, method, seconds)`.
     log_slow_transport, "ferroloop._loop", "_log_slow_transport");
+cached_attr!(
+    /// `_report_sock_error(loop, waiter, exc)`.
+    report_sock_error, "ferroloop._loop", "_report_sock_error");

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use crate::handles::{Dropped, Handle};
+use crate::sock::SockWaiter;
 use crate::transport::SocketTransport;
 
 /// Token of the self-pipe's read end (its descriptor half, `-1`, never
@@ -42,13 +43,24 @@ pub enum IoCallback {
     Handle(Py<Handle>),
     /// A transport's `_read_ready`/`_write_ready`.
     Transport(Py<SocketTransport>),
+    /// A pending `sock_recv`/`sock_recv_into`/`sock_sendall`.
+    Sock(Py<SockWaiter>),
 }
 
 impl IoCallback {
-    fn release_into(self, dead: &mut Dropped) {
+    pub(crate) fn release_into(self, dead: &mut Dropped) {
         match self {
             IoCallback::Handle(h) => dead.handles.push(h),
             IoCallback::Transport(t) => dead.objects.push(t.into_any()),
+            IoCallback::Sock(w) => dead.objects.push(w.into_any()),
+        }
+    }
+
+    fn as_ptr(&self) -> *mut pyo3::ffi::PyObject {
+        match self {
+            IoCallback::Handle(h) => h.as_ptr(),
+            IoCallback::Transport(t) => t.as_ptr(),
+            IoCallback::Sock(w) => w.as_ptr(),
         }
     }
 }
@@ -61,6 +73,28 @@ pub enum Ready {
     Read(Py<SocketTransport>),
     /// A transport's descriptor is writable.
     Write(Py<SocketTransport>),
+    /// A socket operation's descriptor is ready in that direction.
+    Sock(Py<SockWaiter>, Direction),
+}
+
+impl Ready {
+    /// Hands the item's reference to `dead`.
+    pub fn release_into(self, dead: &mut Dropped) {
+        match self {
+            Ready::Handle(h) => dead.handles.push(h),
+            Ready::Read(t) | Ready::Write(t) => dead.objects.push(t.into_any()),
+            Ready::Sock(w, _) => dead.objects.push(w.into_any()),
+        }
+    }
+
+    /// Visits the item (see `Handle::traverse_queued`).
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Ready::Handle(h) => Handle::traverse_queued(h, visit),
+            Ready::Read(t) | Ready::Write(t) => visit.call(t),
+            Ready::Sock(w, _) => visit.call(w),
+        }
+    }
 }
 
 struct Registration {
@@ -238,6 +272,31 @@ impl Registry {
         Ok(removed)
     }
 
+    /// Removes the `dir` callback of `fd` if it is `callback` (by identity);
+    /// whether it was.
+    pub fn remove_if(
+        &mut self,
+        poller: &Poller,
+        fd: RawFd,
+        dir: Direction,
+        callback: *mut pyo3::ffi::PyObject,
+        dead: &mut Dropped,
+    ) -> bool {
+        let current = self
+            .get_mut(fd)
+            .and_then(|reg| reg.slot(dir).as_ref().map(IoCallback::as_ptr));
+        if current != Some(callback) {
+            return false;
+        }
+        match self.remove(poller, fd, dir, dead) {
+            Ok(Removed::Callback(cb)) => {
+                cb.release_into(dead);
+                true
+            }
+            _ => true,
+        }
+    }
+
     /// Removes everything registered for `fd` (a transport closing it).
     pub fn forget(&mut self, poller: &Poller, fd: RawFd, dead: &mut Dropped) {
         if self.get_mut(fd).is_some() {
@@ -286,6 +345,7 @@ impl Registry {
                     Direction::Read => Ready::Read(t.clone_ref(py)),
                     Direction::Write => Ready::Write(t.clone_ref(py)),
                 },
+                Some(IoCallback::Sock(w)) => Ready::Sock(w.clone_ref(py), dir),
                 Some(IoCallback::Handle(h)) if !h.get().is_cancelled() => {
                     Ready::Handle(h.clone_ref(py))
                 }
@@ -317,6 +377,7 @@ impl Registry {
                 match callback {
                     IoCallback::Handle(h) => Handle::traverse_queued(h, visit)?,
                     IoCallback::Transport(t) => visit.call(t)?,
+                    IoCallback::Sock(w) => visit.call(w)?,
                 }
             }
         }

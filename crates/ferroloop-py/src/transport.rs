@@ -135,7 +135,7 @@ fn is_interrupt(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 /// Runs `f` on a borrowed view of a bytes-like object.
-fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+pub(crate) fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(b) = data.cast::<PyBytes>() {
         return Ok(f(b.as_bytes()));
     }
