@@ -503,3 +503,24 @@ def test_descriptor_reused_after_close_gets_no_stale_events(loop):
         await finish(server, sp)
 
     loop.run_until_complete(main())
+
+
+def test_nodelay_on_sockets_created_with_proto_zero(loop, loop_kind):
+    # A deliberate difference: asyncio sets TCP_NODELAY only when
+    # sock.proto == IPPROTO_TCP, so not on socket.socket() objects.
+    async def main():
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            client = socket.socket()
+            assert client.proto == 0
+            client.connect(listener.getsockname())
+            conn, _ = listener.accept()
+            transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, client)
+            nodelay = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            transport.close()
+            conn.close()
+            await asyncio.sleep(0)
+            return nodelay
+
+    assert loop.run_until_complete(main()) == (loop_kind == "ferroloop")

@@ -1,8 +1,10 @@
 """Networking on ferroloop: connections, servers, socket coroutines, name
 resolution and sendfile.
 
-The byte paths are native: ``_core.SocketTransport`` reads and writes in
-Rust, and the ``sock_*`` coroutines use the native readiness callbacks.
+The byte paths are native: ``_core.TransportCore`` reads and writes in
+Rust, and ``sock_recv``, ``sock_recv_into`` and ``sock_sendall`` on plain
+sockets try and wait natively (``_core.SockWaiter``); the other ``sock_*``
+coroutines wait through the native readiness callbacks.
 What is here is the per-connection logic (resolving, trying addresses,
 binding, accepting) with asyncio's semantics, errors and messages. The
 ``Server`` object is asyncio's own ``asyncio.base_events.Server``, whose
