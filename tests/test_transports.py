@@ -524,3 +524,29 @@ def test_nodelay_on_sockets_created_with_proto_zero(loop, loop_kind):
             return nodelay
 
     assert loop.run_until_complete(main()) == (loop_kind == "ferroloop")
+
+
+def test_reads_of_changing_sizes_deliver_every_byte_as_bytes(loop):
+    # Large and small reads alternate (a transport may receive large reads
+    # straight into bytes objects): every chunk is an exact bytes object and
+    # the stream arrives intact.
+    sizes = [100_000, 100_000, 5, 64 * 1024, 200_000, 1, 300_000, 40_000, 40_000, 7]
+
+    class Chunks(Recorder):
+        def data_received(self, data):
+            assert type(data) is bytes and len(data) > 0
+            super().data_received(data)
+
+    async def main():
+        sp, cp, server = await tcp_pair(loop, server_protocol=Chunks(loop))
+        sent = bytearray()
+        for size in sizes:
+            chunk = os.urandom(size)
+            sent += chunk
+            cp.transport.write(chunk)
+            while len(sp.data) < len(sent):
+                await asyncio.sleep(0.001)
+        assert bytes(sp.data) == bytes(sent)
+        await finish(server, sp, cp)
+
+    loop.run_until_complete(main())
