@@ -201,3 +201,32 @@ def test_no_reference_leaks_in_scheduling(loop):
     before = counts()
     burst()
     assert counts() == before
+
+
+def test_memory_of_a_burst_is_given_back_once_quiet(loop):
+    # A burst of callbacks may leave handles cached for the next burst, but
+    # not for good: after a second of quiet the memory is back near where
+    # it started.
+    import tracemalloc
+
+    def noop():
+        pass
+
+    async def quiet():
+        for _ in range(3):
+            await asyncio.sleep(0.6)
+
+    loop.run_until_complete(asyncio.sleep(0))
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        for _ in range(50_000):
+            loop.call_soon(noop)
+            loop.call_later(0, noop)
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(quiet())
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert retained < 1_000_000, retained

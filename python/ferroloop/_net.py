@@ -45,16 +45,32 @@ class SocketTransport(transports.Transport):
     """The stream transport of TCP and Unix sockets.
 
     A real ``asyncio.Transport``; the work is done by its native core
-    (``_core.TransportCore``), to which every method delegates.
+    (``_core.TransportCore``), to which every method delegates. The methods
+    called per message (``write``, ``writelines``, ``is_closing``,
+    ``pause_reading``, ``resume_reading``) are the core's own bound methods,
+    kept in slots, so that calling them runs no Python frame.
     """
 
-    __slots__ = ("_core", "__weakref__")
+    __slots__ = (
+        "_core",
+        "write",
+        "writelines",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+        "__weakref__",
+    )
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         core = _core.TransportCore(loop, sock, protocol, extra, server)
         self._core = core
         self._extra = core._extra
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
+        self.pause_reading = core.pause_reading
+        self.resume_reading = core.resume_reading
 
     def __repr__(self):
         return self._core._describe(type(self).__name__)
@@ -65,12 +81,6 @@ class SocketTransport(transports.Transport):
         if sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
-
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
 
     def write_eof(self):
         self._core.write_eof()
@@ -84,17 +94,8 @@ class SocketTransport(transports.Transport):
     def abort(self):
         self._core.abort()
 
-    def is_closing(self):
-        return self._core.is_closing()
-
     def is_reading(self):
         return self._core.is_reading()
-
-    def pause_reading(self):
-        self._core.pause_reading()
-
-    def resume_reading(self):
-        self._core.resume_reading()
 
     def get_write_buffer_size(self):
         return self._core.get_write_buffer_size()

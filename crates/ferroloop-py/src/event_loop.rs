@@ -56,8 +56,15 @@ const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 const EVENTS_CAPACITY: usize = 1024;
 /// Size of the shared receive buffer (asyncio's `max_size`).
 pub(crate) const READ_BUFFER_SIZE: usize = 256 * 1024;
-/// Most handles kept for reuse (see `handles.rs`).
-const HANDLE_FREE_LIST: usize = 256;
+/// Most handles kept for reuse (see `handles.rs`): enough for the bursts of
+/// tens of thousands of callbacks that another thread queues through
+/// `call_soon_threadsafe` while the loop waits for the GIL.
+const HANDLE_FREE_LIST: usize = 65536;
+/// What the free lists are cut back to when they have held more for
+/// [`FREE_LIST_TRIM_INTERVAL`] seconds (checked when the loop is about to
+/// wait).
+const HANDLE_FREE_LIST_RESTING: usize = 256;
+const FREE_LIST_TRIM_INTERVAL: f64 = 1.0;
 
 /// A timer in the heap (a `TimerHandle`, held through its `Handle` base).
 pub(crate) struct Timer(Py<Handle>);
@@ -87,6 +94,9 @@ struct State {
     free_handles: Vec<Py<Handle>>,
     /// Empty timer handles kept for reuse by `call_later` and `call_at`.
     free_timers: Vec<Py<Handle>>,
+    /// Since when the free lists have held more than their resting size, as
+    /// seen each time the loop was about to wait.
+    free_lists_full_since: Option<f64>,
     /// Open transports by descriptor (weakly), for asyncio's rule that
     /// `add_reader` and friends refuse a descriptor a transport uses.
     transports: HashMap<RawFd, Py<PyWeakrefReference>>,
@@ -716,6 +726,40 @@ impl Loop {
         Ok(())
     }
 
+    /// Frees the handles a burst left in the free lists beyond their
+    /// resting size once the lists have stayed above it for
+    /// [`FREE_LIST_TRIM_INTERVAL`]. Called when the loop is about to wait, so
+    /// that a loop that had one burst of callbacks does not keep its handles
+    /// for good, while a loop that waits between bursts (another thread
+    /// feeding it) keeps reusing them.
+    fn trim_free_lists(&self, py: Python<'_>) {
+        let excess = self.state.with(py, |s| {
+            if s.free_handles.len() <= HANDLE_FREE_LIST_RESTING
+                && s.free_timers.len() <= HANDLE_FREE_LIST_RESTING
+            {
+                s.free_lists_full_since = None;
+                return None;
+            }
+            let now = monotonic();
+            match s.free_lists_full_since {
+                None => {
+                    s.free_lists_full_since = Some(now);
+                    return None;
+                }
+                Some(since) if now - since < FREE_LIST_TRIM_INTERVAL => return None,
+                Some(_) => s.free_lists_full_since = None,
+            }
+            let mut excess = Vec::new();
+            for list in [&mut s.free_handles, &mut s.free_timers] {
+                if list.len() > HANDLE_FREE_LIST_RESTING {
+                    excess.extend(list.drain(HANDLE_FREE_LIST_RESTING..));
+                }
+            }
+            Some(excess)
+        });
+        drop(excess);
+    }
+
     fn poll(slf: &Bound<'_, Self>, timeout: Option<Duration>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -726,6 +770,7 @@ impl Loop {
         let result = if timeout == Some(Duration::ZERO) {
             this.poller.wait(&mut events, timeout)
         } else {
+            this.trim_free_lists(py);
             this.self_pipe.set_sleeping(true);
             py.detach(|| {
                 let result = this.poller.wait(&mut events, timeout);
