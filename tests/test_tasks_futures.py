@@ -4,6 +4,7 @@ import asyncio
 import contextvars
 
 import pytest
+from conftest import take_errors
 
 
 def test_create_future_is_asyncio_future(loop):
@@ -101,3 +102,93 @@ def test_wait_for_and_timeouts(loop):
         return cm.expired()
 
     assert loop.run_until_complete(main()) is False
+
+
+def test_step_of_a_task_finished_meanwhile_is_reported(loop):
+    # The step a task has queued still runs if the task is finished behind
+    # its back; the C Task raises, and the loop reports it as a callback
+    # error with a handle, as asyncio's Handle._run does.
+    async def coro():
+        return "never"
+
+    c = coro()
+    task = loop.create_task(c)
+    asyncio.Future.set_result(task, "forced")
+    loop.run_until_complete(asyncio.sleep(0))
+    [context] = take_errors(loop)
+    assert context["message"].startswith("Exception in callback <TaskStepMethWrapper object at ")
+    assert type(context["exception"]) is asyncio.InvalidStateError
+    assert str(context["exception"]).startswith("_step(): already done: <Task finished name=")
+    handle = context["handle"]
+    assert handle._callback.__class__.__name__ == "TaskStepMethWrapper"
+    assert handle._args == ()
+    assert not handle.cancelled()
+    assert task.result() == "forced"
+    c.close()
+
+
+def test_task_steps_run_in_the_task_context_in_fifo_order(loop):
+    var = contextvars.ContextVar("var", default="unset")
+    order = []
+
+    async def coro(label):
+        order.append((label, var.get()))
+        await asyncio.sleep(0)
+        order.append((label, var.get()))
+
+    def in_context(label):
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, label)
+        return loop.create_task(coro(label), context=ctx)
+
+    loop.call_soon(order.append, "callback before")
+    tasks = [in_context("a"), loop.create_task(coro("b")), in_context("c")]
+    loop.call_soon(order.append, "callback after")
+    loop.run_until_complete(asyncio.gather(*tasks))
+    assert order == [
+        "callback before",
+        ("a", "a"),
+        ("b", "unset"),
+        ("c", "c"),
+        "callback after",
+        ("a", "a"),
+        ("b", "unset"),
+        ("c", "c"),
+    ]
+
+
+def test_task_step_queued_before_debug_is_turned_on_is_timed(loop, caplog):
+    import logging
+    import time
+
+    async def slow():
+        time.sleep(0.05)
+
+    task = loop.create_task(slow())
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.02
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(task)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("Executing <Task finished name=") and "slow()" in m for m in messages)
+
+
+def test_closing_the_loop_drops_queued_task_steps(loop_factory):
+    import gc
+    import weakref
+
+    loop = loop_factory()
+
+    async def coro():
+        pass
+
+    c = coro()
+    task = loop.create_task(c)
+    task._log_destroy_pending = False
+    ref = weakref.ref(task)
+    del task
+    loop.close()
+    c.close()
+    del c
+    gc.collect()
+    assert ref() is None

@@ -7,8 +7,18 @@ from typing import Any, final
 
 from typing_extensions import disjoint_base
 
-__all__ = ["Handle", "Loop", "SockWaiter", "TimerHandle", "TransportCore", "__version__"]
+__all__ = [
+    "Handle",
+    "Loop",
+    "SockWaiter",
+    "TimerHandle",
+    "TransportCore",
+    "__version__",
+    "_register_task_step_type",
+]
 __version__: str
+
+def _register_task_step_type(tp: type) -> None: ...
 
 @disjoint_base
 class Handle:

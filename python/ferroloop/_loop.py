@@ -30,6 +30,43 @@ __all__ = ("Loop",)
 _PY312 = sys.version_info >= (3, 12)
 
 
+def _register_task_step_type():
+    """Tell the native loop the type of the callback asyncio's C ``Task``
+    schedules for each step (``Loop.call_soon_task_step`` queues those
+    without a handle). ``_asyncio`` does not export the type: a ``Task`` is
+    made on a stand-in loop, which records what its first step is."""
+    c_task = getattr(tasks, "_CTask", None)
+    if c_task is None:
+        return
+    seen = []
+
+    class StandIn:
+        def get_debug(self):
+            return False
+
+        def call_soon(self, callback, *args, context=None):
+            seen.append(type(callback))
+
+        def call_exception_handler(self, context):
+            pass
+
+    async def nothing():
+        pass
+
+    coro = nothing()
+    try:
+        task = c_task(coro, loop=StandIn())
+        task._log_destroy_pending = False
+        del task
+    finally:
+        coro.close()
+    if len(seen) == 1 and seen[0].__name__ == "TaskStepMethWrapper":
+        _core._register_task_step_type(seen[0])
+
+
+_register_task_step_type()
+
+
 def _logger():
     # Looked up on every use so that code (and CPython's own tests) patching
     # ``asyncio.base_events.logger`` sees ferroloop's messages too.

@@ -44,7 +44,7 @@ use pyo3::{intern, PyTraverseError, PyTypeInfo};
 use crate::asyncgens::AsyncGens;
 use crate::errors::{closed_error, os_error};
 use crate::gil_cell::GilCell;
-use crate::handles::{Dropped, Handle, NewHandle, TimerHandle};
+use crate::handles::{self, Dropped, Handle, NewHandle, TimerHandle};
 use crate::py_refs;
 use crate::registry::{Direction, IoCallback, Ready, Registry, Removed, SELF_PIPE_TOKEN};
 use crate::sock::SockWaiter;
@@ -668,6 +668,10 @@ impl Loop {
                     Self::run_sock(slf, waiter.bind(py), dir)?;
                     continue;
                 }
+                Ready::TaskStep(callback, context) => {
+                    Self::run_task_step(slf, callback.into_bound(py), context.into_bound(py))?;
+                    continue;
+                }
             };
             let h = handle.get();
             if h.is_scheduled() {
@@ -689,6 +693,50 @@ impl Loop {
             result?;
         }
         Ok(())
+    }
+
+    /// Runs a task step queued by [`Self::call_soon_task_step`]. In debug
+    /// mode (turned on since it was queued) and when it raises, it is given
+    /// the handle asyncio would have made, for the slow-callback warning and
+    /// the error report.
+    fn run_task_step(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        context: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let args = PyTuple::empty(py);
+        let as_handle = |callback, context| {
+            let new = NewHandle {
+                callback,
+                args: PyTuple::empty(py),
+                context: Some(context),
+                traceback: false,
+            };
+            Handle::new_plain(py, slf, new, false)
+        };
+        if slf.get().debug() {
+            return Self::run_debug(slf, &as_handle(callback, context)?);
+        }
+        match handles::call_in_context(py, &context, &callback, &args) {
+            Ok(()) => Ok(()),
+            Err(err)
+                if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                    || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
+            {
+                Err(err)
+            }
+            Err(err) => {
+                let handle = as_handle(callback.clone(), context)?;
+                py_refs::report_callback_error(py)?.call1((
+                    handle,
+                    callback,
+                    args,
+                    err.into_value(py),
+                ))?;
+                Ok(())
+            }
+        }
     }
 
     /// Runs a transport's `_read_ready`/`_write_ready`. Like a callback, an
@@ -1506,6 +1554,32 @@ impl Loop {
         Ok(handle)
     }
 
+    /// `call_soon(step, context=ctx)` where `step` is the callback asyncio's
+    /// C `Task` schedules for each of its steps (`fastcall::is_task_step`). The
+    /// `Task` drops the handle `call_soon` returns without looking at it, and
+    /// the callback object is private to it, so outside debug mode the step
+    /// is queued without a handle and `None` is returned: no handle to
+    /// allocate, fill, and release per step, and none to count towards the
+    /// garbage collector's thresholds when thousands of tasks start at once.
+    pub(crate) fn call_soon_task_step<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        context: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.debug() {
+            let handle = Self::call_soon(slf, callback, PyTuple::empty(py), Some(context))?;
+            return Ok(handle.into_any());
+        }
+        this.check_closed()?;
+        this.state.with(py, |s| {
+            s.ready
+                .push_back(Ready::TaskStep(callback.unbind(), context.unbind()))
+        });
+        Ok(py.None().into_bound(py))
+    }
+
     /// `call_soon_threadsafe(callback, *args, context=None)`: safe from any
     /// thread; wakes the loop if it sleeps.
     pub(crate) fn call_soon_threadsafe<'py>(
@@ -1573,7 +1647,7 @@ impl Loop {
 /// Registers the classes of this file.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()?;
-    crate::fastcall::install(&m.py().get_type::<Loop>())?;
+    crate::fastcall::install(m, &m.py().get_type::<Loop>())?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<SocketTransport>()?;

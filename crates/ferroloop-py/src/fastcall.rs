@@ -27,7 +27,6 @@ use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 
 use crate::event_loop::Loop;
-use crate::handles::Handle;
 
 /// The arguments of a scheduling method.
 struct Parsed<'py> {
@@ -135,7 +134,34 @@ fn is_context_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> bool {
     equal
 }
 
-type Schedule = for<'py> fn(&Bound<'py, Loop>, Parsed<'py>) -> PyResult<Bound<'py, Handle>>;
+type Schedule = for<'py> fn(&Bound<'py, Loop>, Parsed<'py>) -> PyResult<Bound<'py, PyAny>>;
+
+/// The type of the callback asyncio's C `Task` passes to `call_soon` for
+/// each of its steps (`TaskStepMethWrapper`, which `_asyncio` does not
+/// export). The Python package finds it at import time by letting a `Task`
+/// schedule its first step on a stand-in loop, and registers it here.
+static TASK_STEP_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `_register_task_step_type(tp)`: see [`TASK_STEP_TYPE`].
+#[pyfunction]
+fn _register_task_step_type(tp: &Bound<'_, PyType>) -> PyResult<()> {
+    if tp.name()? != "TaskStepMethWrapper" {
+        return Err(PyTypeError::new_err(format!(
+            "not the type of asyncio's task steps: {}",
+            tp.repr()?
+        )));
+    }
+    let _ = TASK_STEP_TYPE.set(tp.py(), tp.clone().unbind());
+    Ok(())
+}
+
+/// Whether `callback` is a step of asyncio's C `Task`.
+fn is_task_step(py: Python<'_>, callback: &Bound<'_, PyAny>) -> bool {
+    TASK_STEP_TYPE.get(py).is_some_and(|tp| {
+        // SAFETY: `callback` is a live object; its type pointer is only compared.
+        unsafe { ffi::Py_TYPE(callback.as_ptr()) == tp.as_ptr().cast() }
+    })
+}
 
 /// The body every entry point shares.
 ///
@@ -182,7 +208,12 @@ entry_point!(
         name: "call_soon",
         fixed: None
     },
-    |slf, p| { Loop::call_soon(slf, p.callback, p.args, p.context) }
+    |slf, p| match p.context {
+        Some(context) if p.args.is_empty() && is_task_step(slf.py(), &p.callback) => {
+            Loop::call_soon_task_step(slf, p.callback, context)
+        }
+        context => Loop::call_soon(slf, p.callback, p.args, context).map(Bound::into_any),
+    }
 );
 entry_point!(
     call_soon_threadsafe,
@@ -190,7 +221,7 @@ entry_point!(
         name: "call_soon_threadsafe",
         fixed: None
     },
-    |slf, p| Loop::call_soon_threadsafe(slf, p.callback, p.args, p.context)
+    |slf, p| Loop::call_soon_threadsafe(slf, p.callback, p.args, p.context).map(Bound::into_any)
 );
 entry_point!(
     call_later,
@@ -198,7 +229,10 @@ entry_point!(
         name: "call_later",
         fixed: Some("delay")
     },
-    |slf, p| { Loop::call_later(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context) }
+    |slf, p| {
+        Loop::call_later(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context)
+            .map(Bound::into_any)
+    }
 );
 entry_point!(
     call_at,
@@ -206,7 +240,10 @@ entry_point!(
         name: "call_at",
         fixed: Some("when")
     },
-    |slf, p| { Loop::call_at(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context) }
+    |slf, p| {
+        Loop::call_at(slf, p.fixed.expect("parsed"), p.callback, p.args, p.context)
+            .map(Bound::into_any)
+    }
 );
 
 /// `get_debug()` without any argument handling: asyncio's C `Future` calls it
@@ -236,8 +273,10 @@ unsafe extern "C" fn get_debug(
     }
 }
 
-/// Installs the entry points on the `Loop` type.
-pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
+/// Installs the entry points on the `Loop` type, and adds the function that
+/// registers the task-step type to `module`.
+pub fn install(module: &Bound<'_, PyModule>, loop_type: &Bound<'_, PyType>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(_register_task_step_type, module)?)?;
     use pyo3::impl_::trampoline::get_trampoline_function;
     let methods: [(
         &'static CStr,

@@ -172,7 +172,7 @@ fn gc_track(obj: &Py<impl Sized>) {
 }
 
 /// Calls `callback(*args)` inside `context`, as `context.run(callback, *args)`.
-fn call_in_context<'py>(
+pub(crate) fn call_in_context<'py>(
     py: Python<'py>,
     context: &Bound<'py, PyAny>,
     callback: &Bound<'py, PyAny>,

@@ -75,6 +75,10 @@ pub enum Ready {
     Write(Py<SocketTransport>),
     /// A socket operation's descriptor is ready in that direction.
     Sock(Py<SockWaiter>, Direction),
+    /// A step of an asyncio C `Task`: its callback and the task's context.
+    /// Queued without a handle, since nothing can see one (see
+    /// `Loop::call_soon_task_step`).
+    TaskStep(Py<PyAny>, Py<PyAny>),
 }
 
 impl Ready {
@@ -84,6 +88,7 @@ impl Ready {
             Ready::Handle(h) => dead.handles.push(h),
             Ready::Read(t) | Ready::Write(t) => dead.objects.push(t.into_any()),
             Ready::Sock(w, _) => dead.objects.push(w.into_any()),
+            Ready::TaskStep(callback, context) => dead.objects.extend([callback, context]),
         }
     }
 
@@ -93,6 +98,10 @@ impl Ready {
             Ready::Handle(h) => Handle::traverse_queued(h, visit),
             Ready::Read(t) | Ready::Write(t) => visit.call(t),
             Ready::Sock(w, _) => visit.call(w),
+            Ready::TaskStep(callback, context) => {
+                visit.call(callback)?;
+                visit.call(context)
+            }
         }
     }
 }
