@@ -192,3 +192,29 @@ def test_closing_the_loop_drops_queued_task_steps(loop_factory):
     del c
     gc.collect()
     assert ref() is None
+
+
+def test_call_soon_of_a_task_step_returns_no_handle_on_ferroloop(loop, loop_kind):
+    # A deliberate difference: the step callback of asyncio's C Task is
+    # queued without a handle (outside debug mode), since the Task never
+    # looks at the handle. The callback object is private to the Task; the
+    # only way to reach one is through a handle's `_callback`.
+    async def coro():
+        pass
+
+    c = coro()
+    task = loop.create_task(c)
+    asyncio.Future.set_result(task, None)
+    loop.run_until_complete(asyncio.sleep(0))
+    [context] = take_errors(loop)
+    step = context["handle"]._callback
+    handle = loop.call_soon(step, context=contextvars.copy_context())
+    if loop_kind == "ferroloop":
+        assert handle is None
+    else:
+        assert isinstance(handle, asyncio.Handle)
+    loop.run_until_complete(asyncio.sleep(0))
+    [context] = take_errors(loop)
+    assert type(context["exception"]) is asyncio.InvalidStateError
+    assert context["handle"]._callback is step
+    c.close()
