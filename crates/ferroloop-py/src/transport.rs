@@ -28,7 +28,10 @@
 //! see is its *face*, `ferroloop._net.SocketTransport`, a Python subclass of
 //! `asyncio.Transport` that delegates to the core: `asyncio.BaseTransport`
 //! declares `__slots__`, so a native type cannot also derive from it. The
-//! core passes its face to `connection_made` and to error reports.
+//! face keeps the core's bound methods for the calls made per message
+//! (`write`, `is_closing`, ...) in slots, so those calls go straight to the
+//! core without a Python frame. The core passes its face to
+//! `connection_made` and to error reports.
 
 use std::os::fd::RawFd;
 
