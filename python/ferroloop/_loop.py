@@ -58,6 +58,9 @@ def _register_task_step_type():
         task = c_task(coro, loop=StandIn())
         task._log_destroy_pending = False
         del task
+    except Exception:
+        # Some other Task implementation: steps then get handles as usual.
+        return
     finally:
         coro.close()
     if len(seen) == 1 and seen[0].__name__ == "TaskStepMethWrapper":
