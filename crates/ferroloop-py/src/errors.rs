@@ -8,8 +8,15 @@
 use std::ffi::CStr;
 use std::io;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
-use pyo3::PyErr;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit};
+use pyo3::{PyErr, Python};
+
+/// Whether `err` must propagate out of the loop instead of going to the
+/// exception handler (`KeyboardInterrupt`, `SystemExit`), as asyncio lets
+/// them through `Handle._run` and the transports' callbacks.
+pub fn is_interrupt(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
+}
 
 /// The text `os.strerror(code)` gives.
 pub fn strerror(code: i32) -> String {

@@ -42,7 +42,7 @@ use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyTuple, PyWeakrefReference};
 use pyo3::{intern, PyTraverseError, PyTypeInfo};
 
 use crate::asyncgens::AsyncGens;
-use crate::errors::{closed_error, os_error};
+use crate::errors::{closed_error, is_interrupt, os_error};
 use crate::gil_cell::GilCell;
 use crate::handles::{self, Dropped, Handle, NewHandle, TimerHandle};
 use crate::py_refs;
@@ -463,12 +463,7 @@ impl Loop {
         let py = slf.py();
         match SockWaiter::ready(waiter, dir) {
             Ok(()) => Ok(()),
-            Err(err)
-                if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-                    || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
-            {
-                Err(err)
-            }
+            Err(err) if is_interrupt(py, &err) => Err(err),
             Err(err) => {
                 py_refs::report_sock_error(py)?.call1((slf, waiter, err.into_value(py)))?;
                 Ok(())
@@ -709,7 +704,7 @@ impl Loop {
         let as_handle = |callback, context| {
             let new = NewHandle {
                 callback,
-                args: PyTuple::empty(py),
+                args: args.clone(),
                 context: Some(context),
                 traceback: false,
             };
@@ -720,12 +715,7 @@ impl Loop {
         }
         match handles::call_in_context(py, &context, &callback, &args) {
             Ok(()) => Ok(()),
-            Err(err)
-                if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-                    || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) =>
-            {
-                Err(err)
-            }
+            Err(err) if is_interrupt(py, &err) => Err(err),
             Err(err) => {
                 let handle = as_handle(callback.clone(), context)?;
                 py_refs::report_callback_error(py)?.call1((
@@ -758,9 +748,7 @@ impl Loop {
             Direction::Write => "_write_ready",
         };
         if let Err(err) = result {
-            if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-                || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
-            {
+            if is_interrupt(py, &err) {
                 return Err(err);
             }
             py_refs::report_transport_error(py)?.call1((transport, method, err.into_value(py)))?;

@@ -41,7 +41,6 @@
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -49,6 +48,7 @@ use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyFloat, PyTuple, PyWeakrefReference};
 use pyo3::{intern, PyTraverseError};
 
+use crate::errors::is_interrupt;
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
 use crate::py_refs;
@@ -453,12 +453,8 @@ impl Handle {
         let (callback, args) = (callback.into_bound(py), args.into_bound(py));
         match call_in_context(py, context.bind(py), &callback, &args) {
             Ok(()) => Ok(()),
+            Err(err) if is_interrupt(py, &err) => Err(err),
             Err(err) => {
-                if err.is_instance_of::<PyKeyboardInterrupt>(py)
-                    || err.is_instance_of::<PySystemExit>(py)
-                {
-                    return Err(err);
-                }
                 let exc = err.into_value(py);
                 py_refs::report_callback_error(py)?.call1((slf, callback, args, exc))?;
                 Ok(())

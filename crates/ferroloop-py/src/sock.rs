@@ -25,14 +25,13 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
-use crate::errors::os_error;
+use crate::errors::{is_interrupt, os_error};
 use crate::event_loop::{Loop, READ_BUFFER_SIZE};
 use crate::gil_cell::GilCell;
 use crate::registry::Direction;
@@ -189,10 +188,6 @@ fn send_from(
             None => Ok((start, bytes.len())),
         }
     })?
-}
-
-fn is_interrupt(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }
 
 impl SockWaiter {

@@ -37,17 +37,14 @@ use std::os::fd::RawFd;
 
 use ferroloop_core::write_buffer::{send, would_block};
 use ferroloop_core::{Chunk, WriteBuffer};
-use pyo3::exceptions::{
-    PyConnectionError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError,
-    PyValueError,
-};
+use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
-use crate::errors::os_error;
+use crate::errors::{is_interrupt, os_error};
 use crate::event_loop::{Loop, READ_BUFFER_SIZE};
 use crate::gil_cell::GilCell;
 use crate::py_refs;
@@ -138,10 +135,6 @@ pub struct SocketTransport {
     loop_: Py<Loop>,
     fd: RawFd,
     st: GilCell<State>,
-}
-
-fn is_interrupt(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
 }
 
 /// Runs `f` on a borrowed view of a bytes-like object.
