@@ -2,6 +2,7 @@
 
 import asyncio
 import contextvars
+import types
 
 import pytest
 from conftest import take_errors
@@ -104,18 +105,27 @@ def test_wait_for_and_timeouts(loop):
     assert loop.run_until_complete(main()) is False
 
 
-def test_step_of_a_task_finished_meanwhile_is_reported(loop):
-    # The step a task has queued still runs if the task is finished behind
-    # its back; the C Task raises, and the loop reports it as a callback
-    # error with a handle, as asyncio's Handle._run does.
+def finish_task_behind_its_step(loop, result):
+    """Make a task, finish it before its first step runs, and run that step:
+    the C Task raises, and the loop reports it. Returns the task, its
+    coroutine (to be closed) and the exception-handler context."""
+
     async def coro():
         return "never"
 
     c = coro()
     task = loop.create_task(c)
-    asyncio.Future.set_result(task, "forced")
+    asyncio.Future.set_result(task, result)
     loop.run_until_complete(asyncio.sleep(0))
     [context] = take_errors(loop)
+    return task, c, context
+
+
+def test_step_of_a_task_finished_meanwhile_is_reported(loop):
+    # The step a task has queued still runs if the task is finished behind
+    # its back; the C Task raises, and the loop reports it as a callback
+    # error with a handle, as asyncio's Handle._run does.
+    task, c, context = finish_task_behind_its_step(loop, "forced")
     assert context["message"].startswith("Exception in callback <TaskStepMethWrapper object at ")
     assert type(context["exception"]) is asyncio.InvalidStateError
     assert str(context["exception"]).startswith("_step(): already done: <Task finished name=")
@@ -199,14 +209,7 @@ def test_call_soon_of_a_task_step_returns_no_handle_on_ferroloop(loop, loop_kind
     # queued without a handle (outside debug mode), since the Task never
     # looks at the handle. The callback object is private to the Task; the
     # only way to reach one is through a handle's `_callback`.
-    async def coro():
-        pass
-
-    c = coro()
-    task = loop.create_task(c)
-    asyncio.Future.set_result(task, None)
-    loop.run_until_complete(asyncio.sleep(0))
-    [context] = take_errors(loop)
+    _, c, context = finish_task_behind_its_step(loop, None)
     step = context["handle"]._callback
     handle = loop.call_soon(step, context=contextvars.copy_context())
     if loop_kind == "ferroloop":
@@ -217,4 +220,21 @@ def test_call_soon_of_a_task_step_returns_no_handle_on_ferroloop(loop, loop_kind
     [context] = take_errors(loop)
     assert type(context["exception"]) is asyncio.InvalidStateError
     assert context["handle"]._callback is step
+    c.close()
+
+
+def test_only_the_task_step_type_is_taken_for_handle_free_steps(loop, loop_kind):
+    # ferroloop's registration refuses any other type, so that a mistaken
+    # registration cannot make call_soon drop the handles of ordinary
+    # callbacks given a context; the registered type is that of the C
+    # Task's step callback.
+    from ferroloop import _core
+
+    assert _core._register_task_step_type(types.MethodType) is False
+    handle = loop.call_soon(loop.stop, context=contextvars.copy_context())
+    assert handle is not None and not handle.cancelled()
+    loop.run_forever()
+    _, c, context = finish_task_behind_its_step(loop, None)
+    step_type = type(context["handle"]._callback)
+    assert _core._register_task_step_type(step_type) is True
     c.close()

@@ -18,7 +18,7 @@ __all__ = [
 ]
 __version__: str
 
-def _register_task_step_type(tp: type) -> None: ...
+def _register_task_step_type(tp: type) -> bool: ...
 
 @disjoint_base
 class Handle:

@@ -63,7 +63,7 @@ def _register_task_step_type():
         return
     finally:
         coro.close()
-    if len(seen) == 1 and seen[0].__name__ == "TaskStepMethWrapper":
+    if len(seen) == 1:
         _core._register_task_step_type(seen[0])
 
 

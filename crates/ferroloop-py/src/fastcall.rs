@@ -142,17 +142,17 @@ type Schedule = for<'py> fn(&Bound<'py, Loop>, Parsed<'py>) -> PyResult<Bound<'p
 /// schedule its first step on a stand-in loop, and registers it here.
 static TASK_STEP_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-/// `_register_task_step_type(tp)`: see [`TASK_STEP_TYPE`].
+/// `_register_task_step_type(tp)`: see [`TASK_STEP_TYPE`]. A type not named
+/// `TaskStepMethWrapper` (another `Task` implementation) is not taken:
+/// `call_soon` then makes a handle for every callback. Returns whether `tp`
+/// is the registered type.
 #[pyfunction]
-fn _register_task_step_type(tp: &Bound<'_, PyType>) -> PyResult<()> {
+fn _register_task_step_type(tp: &Bound<'_, PyType>) -> PyResult<bool> {
     if tp.name()? != "TaskStepMethWrapper" {
-        return Err(PyTypeError::new_err(format!(
-            "not the type of asyncio's task steps: {}",
-            tp.repr()?
-        )));
+        return Ok(false);
     }
-    let _ = TASK_STEP_TYPE.set(tp.py(), tp.clone().unbind());
-    Ok(())
+    let registered = TASK_STEP_TYPE.get_or_init(tp.py(), || tp.clone().unbind());
+    Ok(registered.is(tp))
 }
 
 /// Whether `callback` is a step of asyncio's C `Task`.
