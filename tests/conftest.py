@@ -8,6 +8,7 @@ a test that expects exception-handler calls takes them from ``loop.errors``
 
 import asyncio
 import gc
+import socket
 import sys
 
 import pytest
@@ -62,3 +63,14 @@ def run_briefly(loop, turns=1):
     for _ in range(turns):
         loop.call_soon(loop.stop)
         loop.run_forever()
+
+
+@pytest.fixture
+def pair():
+    """A connected pair of non-blocking stream sockets."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()

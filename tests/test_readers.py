@@ -10,16 +10,6 @@ import pytest
 from conftest import run_briefly
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_reader_called_while_readable(loop, pair):
     a, b = pair
     calls = []

@@ -11,16 +11,6 @@ from unittest import mock
 import pytest
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def nothing_registered(loop, sock):
     """True if no reader or writer callback is left for ``sock``."""
     return not loop.remove_reader(sock) and not loop.remove_writer(sock)
