@@ -56,18 +56,10 @@ impl Drop for SharedFd {
     }
 }
 
-/// Turns a libc return value into an `io::Result`, reading `errno` on `-1`.
-pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::cvt;
 
     #[test]
     fn close_is_idempotent() {

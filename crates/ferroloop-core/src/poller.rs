@@ -17,7 +17,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::fd::{cvt, SharedFd};
+use crate::fd::SharedFd;
+use crate::sys::cvt;
 
 /// Which readiness a registration asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

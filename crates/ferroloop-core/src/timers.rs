@@ -129,6 +129,13 @@ impl<T: TimerEntry> TimerQueue<T> {
         self.cancelled += 1;
     }
 
+    /// Records that `n` entries still in the heap were cancelled (counted
+    /// elsewhere since the last call, e.g. by handles cancelled while the
+    /// queue was out of reach).
+    pub fn note_cancelled_many(&mut self, n: usize) {
+        self.cancelled += n;
+    }
+
     /// Drops cancelled entries: all of them when they are more than half of a
     /// heap larger than [`MIN_SCHEDULED_FOR_COMPACTION`], otherwise only those
     /// at the head. Returns what was removed.

@@ -18,7 +18,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::fd::{cvt, SharedFd};
+use crate::fd::SharedFd;
+use crate::sys::socket;
 
 /// A non-blocking socket pair used to interrupt the poller.
 #[derive(Debug)]
@@ -32,19 +33,10 @@ pub struct SelfPipe {
 impl SelfPipe {
     /// Creates the pair (non-blocking, close-on-exec).
     pub fn new() -> io::Result<Self> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` has room for the two descriptors socketpair writes.
-        cvt(unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        })?;
+        let (read, write) = socket::socketpair_nonblocking()?;
         Ok(Self {
-            read: SharedFd::new(fds[0]),
-            write: SharedFd::new(fds[1]),
+            read: SharedFd::new(read),
+            write: SharedFd::new(write),
             sleeping: AtomicBool::new(false),
         })
     }
@@ -73,11 +65,7 @@ impl SelfPipe {
     /// closed pipe means the loop is gone, so both are ignored.
     pub fn wake(&self) {
         if let Some(fd) = self.write.get() {
-            let byte = 0u8;
-            // SAFETY: writes one byte from a valid local buffer.
-            unsafe {
-                libc::send(fd, (&byte as *const u8).cast(), 1, libc::MSG_DONTWAIT);
-            }
+            let _ = socket::send(fd, &[0]);
         }
     }
 
@@ -94,19 +82,14 @@ impl SelfPipe {
         let fd = self.read.require()?;
         let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: reads into a valid local buffer of `buf.len()` bytes.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n > 0 {
-                buf[..n as usize]
-                    .iter()
-                    .filter(|&&b| b != 0)
-                    .for_each(|&b| on_signal(b));
-                continue;
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
+            let err = match socket::recv(fd, &mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    buf[..n].iter().filter(|&&b| b != 0).for_each(|&b| on_signal(b));
+                    continue;
+                }
+                Err(err) => err,
+            };
             match err.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => return Ok(()),

@@ -88,7 +88,7 @@ unsafe fn recv_raw(py: Python<'_>, fd: RawFd, ptr: *mut u8, len: usize) -> PyRes
 /// would block.
 fn send_raw(py: Python<'_>, fd: RawFd, data: &[u8]) -> PyResult<Option<usize>> {
     loop {
-        match ferroloop_core::write_buffer::send(fd, data) {
+        match ferroloop_core::sys::socket::send(fd, data) {
             Ok(n) => return Ok(Some(n)),
             Err(e) => match interpret(py, e)? {
                 Some(()) => continue,

@@ -35,8 +35,9 @@
 
 use std::os::fd::RawFd;
 
-use ferroloop_core::write_buffer::{send, would_block};
-use ferroloop_core::{Chunk, WriteBuffer};
+use ferroloop_core::sys::socket::send;
+use ferroloop_core::sys::would_block;
+use ferroloop_core::{Chunk, Sink, WriteBuffer};
 use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
@@ -554,7 +555,7 @@ impl SocketTransport {
             if s.conn_lost > 0 {
                 return None;
             }
-            Some(s.buffer.send_to(this.fd, &mut done))
+            Some(s.buffer.flush(Sink::Socket, this.fd, &mut done))
         });
         drop(done);
         let Some(sent) = sent else {

@@ -3,15 +3,19 @@
 //! A transport first tries to send new data directly; whatever the kernel
 //! does not take is queued here as whole chunks (the bindings keep Python
 //! `bytes` objects by reference, so queuing copies nothing) and flushed with
-//! one `sendmsg`/`writev` over up to [`MAX_IOVECS`] chunks when the
-//! descriptor becomes writable.
+//! one vectored write over up to [`MAX_IOVECS`] chunks when the descriptor
+//! becomes writable. The [`Sink`] says which system call writes: `sendmsg`
+//! with `MSG_NOSIGNAL` for sockets, `writev` for pipes (which refuse
+//! `sendmsg`).
 //!
 //! The queue never drops a chunk by itself: chunks that have been fully sent
 //! are handed back to the caller, which decides when it is safe to drop them.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
+
+use crate::sys::{pipe, socket, would_block};
 
 /// Most chunks passed to one vectored write (Linux's `IOV_MAX` is 1024).
 pub const MAX_IOVECS: usize = 64;
@@ -48,23 +52,30 @@ impl<C> Default for WriteBuffer<C> {
     }
 }
 
-/// Whether the error means "try again when writable".
-pub fn would_block(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
+/// How queued bytes reach the descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// A socket: `send`/`sendmsg` with `MSG_NOSIGNAL` (no `SIGPIPE`).
+    Socket,
+    /// A pipe or other non-socket descriptor: `write`/`writev`.
+    Pipe,
 }
 
-/// Sends `data` on a socket without raising `SIGPIPE`; returns the number of
-/// bytes sent.
-pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: `data` is a valid slice for the duration of the call.
-    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+impl Sink {
+    /// One write of `data`; the number of bytes taken.
+    pub fn write(self, fd: RawFd, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Socket => socket::send(fd, data),
+            Sink::Pipe => pipe::write(fd, data),
+        }
+    }
+
+    /// One vectored write of `bufs`; the number of bytes taken.
+    pub fn write_vectored(self, fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sink::Socket => socket::send_vectored(fd, bufs),
+            Sink::Pipe => pipe::write_vectored(fd, bufs),
+        }
     }
 }
 
@@ -97,43 +108,29 @@ impl<C: Chunk> WriteBuffer<C> {
         self.chunks.drain(..).collect()
     }
 
-    /// Sends as much as the socket takes in one system call. Returns the
-    /// number of bytes sent (0 with `WouldBlock` mapped to `Ok(0)`); chunks
-    /// that were fully sent go to `done`.
-    pub fn send_to(&mut self, fd: RawFd, done: &mut Vec<C>) -> io::Result<usize> {
+    /// Writes as much as the descriptor takes in one vectored system call
+    /// through `sink`. Returns the number of bytes written (`WouldBlock` and
+    /// `EINTR` read as 0); chunks that were fully written go to `done`.
+    pub fn flush(&mut self, sink: Sink, fd: RawFd, done: &mut Vec<C>) -> io::Result<usize> {
         if self.is_empty() {
             return Ok(0);
         }
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOVECS];
+        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
         for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
             let bytes = chunk.bytes();
-            let bytes = if i == 0 {
+            iov[i] = IoSlice::new(if i == 0 {
                 &bytes[self.head_offset..]
             } else {
                 bytes
-            };
-            iov[count] = libc::iovec {
-                iov_base: bytes.as_ptr() as *mut libc::c_void,
-                iov_len: bytes.len(),
-            };
+            });
             count += 1;
         }
-        // SAFETY: a zeroed msghdr is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = count as _;
-        // SAFETY: the iovecs point into chunks owned by this buffer, which are
-        // neither moved nor dropped during the call.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return if would_block(&err) { Ok(0) } else { Err(err) };
-        }
-        let n = n as usize;
+        let n = match sink.write_vectored(fd, &iov[..count]) {
+            Ok(n) => n,
+            Err(err) if would_block(&err) => return Ok(0),
+            Err(err) => return Err(err),
+        };
         self.consume(n, done);
         Ok(n)
     }

@@ -1,0 +1,46 @@
+//! The outgoing datagram queue and the read-size policy.
+
+use ferroloop_core::io::datagram_queue::DatagramQueue;
+use ferroloop_core::io::read_policy::{ReadPlan, ReadSizer, LARGE_READ};
+
+#[test]
+fn datagrams_are_counted_with_their_overhead_and_kept_whole() {
+    let mut q: DatagramQueue<Vec<u8>, &str> = DatagramQueue::new(8);
+    assert!(q.is_empty());
+    q.push(vec![1; 10], "a");
+    q.push(Vec::new(), "b");
+    assert_eq!(q.count(), 2);
+    assert_eq!(q.size(), 10 + 8 + 8, "an empty datagram still counts");
+    assert_eq!(q.front().map(|(p, a)| (p.len(), *a)), Some((10, "a")));
+    let (payload, addr) = q.pop_front().unwrap();
+    assert_eq!((payload.len(), addr), (10, "a"));
+    assert_eq!(q.size(), 8);
+    q.push_front(payload, addr);
+    assert_eq!(q.size(), 26);
+    let all = q.clear();
+    assert_eq!(all.iter().map(|(_, a)| *a).collect::<Vec<_>>(), vec!["a", "b"]);
+    assert_eq!((q.size(), q.count()), (0, 0));
+}
+
+#[test]
+fn datagram_queue_without_overhead_counts_payload_bytes() {
+    let mut q: DatagramQueue<Vec<u8>, ()> = DatagramQueue::new(0);
+    q.push(vec![0; 3], ());
+    q.push(Vec::new(), ());
+    assert_eq!(q.size(), 3);
+    assert_eq!(q.count(), 2);
+}
+
+#[test]
+fn reads_go_direct_after_a_large_one() {
+    let mut sizer = ReadSizer::default();
+    assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
+    sizer.record(LARGE_READ - 1);
+    assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
+    sizer.record(LARGE_READ);
+    assert_eq!(sizer.plan(1 << 18), ReadPlan::Direct(LARGE_READ));
+    sizer.record(1 << 20);
+    assert_eq!(sizer.plan(1 << 18), ReadPlan::Direct(1 << 18), "capped");
+    sizer.record(0);
+    assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
+}
