@@ -85,7 +85,10 @@ impl SelfPipe {
             let err = match socket::recv(fd, &mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
-                    buf[..n].iter().filter(|&&b| b != 0).for_each(|&b| on_signal(b));
+                    buf[..n]
+                        .iter()
+                        .filter(|&&b| b != 0)
+                        .for_each(|&b| on_signal(b));
                     continue;
                 }
                 Err(err) => err,

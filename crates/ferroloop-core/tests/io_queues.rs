@@ -18,7 +18,10 @@ fn datagrams_are_counted_with_their_overhead_and_kept_whole() {
     q.push_front(payload, addr);
     assert_eq!(q.size(), 26);
     let all = q.clear();
-    assert_eq!(all.iter().map(|(_, a)| *a).collect::<Vec<_>>(), vec!["a", "b"]);
+    assert_eq!(
+        all.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
     assert_eq!((q.size(), q.count()), (0, 0));
 }
 

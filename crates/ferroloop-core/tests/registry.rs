@@ -125,7 +125,9 @@ fn removing_the_last_direction_unregisters() {
         Removed::NotRegistered
     ));
     // Out of epoll too: adding it again directly must succeed.
-    poller.add(a, 0, ferroloop_core::Interest::READABLE).unwrap();
+    poller
+        .add(a, 0, ferroloop_core::Interest::READABLE)
+        .unwrap();
     close(a);
     close(b);
 }

@@ -97,6 +97,9 @@ fn due_timers_join_the_ready_queue_in_order() {
     let ntodo = s.collect_due(3.0, |t| t.0);
     // Due means strictly before the end time; ties keep scheduling order.
     assert_eq!(ntodo, 4);
-    assert_eq!(s.ready.iter().copied().collect::<Vec<_>>(), vec![100, 2, 5, 3]);
+    assert_eq!(
+        s.ready.iter().copied().collect::<Vec<_>>(),
+        vec![100, 2, 5, 3]
+    );
     assert_eq!(s.timers.len(), 2);
 }

@@ -28,7 +28,10 @@ fn invalid_water_marks_are_refused_with_asyncios_message() {
     assert_eq!(err, InvalidLimits { high: 1, low: 2 });
     assert_eq!(err.to_string(), "high (1) must be >= low (2) must be >= 0");
     let err = flow.set_limits(Some(-4), None).unwrap_err();
-    assert_eq!(err.to_string(), "high (-4) must be >= low (-1) must be >= 0");
+    assert_eq!(
+        err.to_string(),
+        "high (-4) must be >= low (-1) must be >= 0"
+    );
     assert_eq!(
         flow.limits(),
         (DEFAULT_HIGH_WATER / 4, DEFAULT_HIGH_WATER),
@@ -121,7 +124,10 @@ fn writes_after_the_loss_are_counted_and_warned_about() {
         }
     }
     // conn_lost starts at 1; writes warn from the threshold on.
-    assert_eq!(warned, 10 - (LOG_THRESHOLD_FOR_CONNLOST_WRITES as usize - 1));
+    assert_eq!(
+        warned,
+        10 - (LOG_THRESHOLD_FOR_CONNLOST_WRITES as usize - 1)
+    );
     assert_eq!(lc.conn_lost(), 11);
 }
 

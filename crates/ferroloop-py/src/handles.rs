@@ -36,37 +36,91 @@
 //! could observe it in between. The free list is large enough for a burst of
 //! tens of thousands of callbacks (another thread filling the ready queue
 //! while the loop waits for the GIL), and cut back to a few hundred handles
-//! once it has held more for a second.
+//! once it has held more for a second (`ferroloop_core::reactor::free_list`).
+//!
+//! # The loop seen from a handle
+//! This module sits below the loop: a handle reaches what it needs of the
+//! loop that made it through a [`LoopLink`] they share (the loop's weak
+//! reference, its debug flag, and the count of timers cancelled while in the
+//! heap), and the loop lends its free lists through [`HandlePool`].
 
-use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
-use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyFloat, PyTuple, PyWeakrefReference};
-use pyo3::{intern, PyTraverseError};
+use pyo3::{PyClass, PyTraverseError};
 
-use crate::errors::is_interrupt;
-use crate::event_loop::Loop;
+use crate::cpython::{
+    call_in_context, copy_context, decref, gc_is_tracked, gc_track, gc_untrack, has_weakrefs,
+    is_shared, tuple_len,
+};
+use crate::errors::unless_interrupt;
 use crate::gil_cell::GilCell;
 use crate::py_refs;
 
-/// Releases a strong reference with a plain `Py_DECREF`.
-///
-/// `Py<T>`'s own drop first asks a thread-local whether the thread is
-/// attached to the interpreter. Handles and their contents are only ever
-/// released with the GIL held (by the interpreter's dealloc, or by the loop),
-/// so the check is pure overhead on the path every callback takes.
-///
-/// # Safety
-/// The GIL must be held.
-unsafe fn decref(obj: impl Into<Option<Py<PyAny>>>) {
-    if let Some(obj) = obj.into() {
-        // SAFETY: the caller holds the GIL; `into_ptr` hands over our reference.
-        unsafe { ffi::Py_DECREF(obj.into_ptr()) }
+/// What a handle knows of the loop that made it, shared by the loop and all
+/// its handles. It holds no strong reference to a Python object that could
+/// reach a handle, so sharing it creates no cycle.
+pub struct LoopLink {
+    /// Weak reference to the loop object (`Handle._loop`); weak so that
+    /// queued handles do not form cycles with their loop. Set when the first
+    /// handle is made (a loop cannot refer to itself while being built).
+    weak_loop: PyOnceLock<Py<PyWeakrefReference>>,
+    /// The loop's debug mode (`loop.get_debug()`).
+    pub debug: AtomicBool,
+    /// Timers cancelled while in the loop's heap, not yet added to the
+    /// heap's own count (the loop takes them with [`LoopLink::take_cancelled_timers`]).
+    cancelled_timers: AtomicUsize,
+}
+
+impl Default for LoopLink {
+    fn default() -> Self {
+        LoopLink {
+            weak_loop: PyOnceLock::new(),
+            debug: AtomicBool::new(false),
+            cancelled_timers: AtomicUsize::new(0),
+        }
     }
+}
+
+impl LoopLink {
+    /// Makes the weak reference to `lp`, the loop of this link, if needed.
+    fn init(&self, lp: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.weak_loop
+            .get_or_try_init(lp.py(), || PyWeakrefReference::new(lp).map(Bound::unbind))?;
+        Ok(())
+    }
+
+    /// The loop, if it still exists.
+    pub fn loop_object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.weak_loop.get(py)?.bind(py).upgrade()
+    }
+
+    /// A timer still in the loop's heap was cancelled.
+    pub fn note_cancelled_timer(&self) {
+        self.cancelled_timers.fetch_add(1, Relaxed);
+    }
+
+    /// Timers cancelled since the last call.
+    pub fn take_cancelled_timers(&self) -> usize {
+        self.cancelled_timers.swap(0, Relaxed)
+    }
+}
+
+/// The loop as its handles see it: the link they share and the free lists
+/// of empty handles (see "Reuse" above).
+pub trait HandleOwner: PyClass<Frozen = True> + Sync {
+    /// The link to give new handles.
+    fn link(&self) -> &Arc<LoopLink>;
+    /// An empty handle (`timer`: a `TimerHandle`) to reuse, if any.
+    fn reusable(&self, py: Python<'_>, timer: bool) -> Option<Py<Handle>>;
+    /// Keeps an empty handle for reuse; hands it back if it cannot.
+    fn keep(&self, py: Python<'_>, handle: Py<Handle>, timer: bool) -> Option<Py<Handle>>;
 }
 
 /// What varies over a handle's life (and between reuses).
@@ -117,10 +171,9 @@ impl Inner {
 #[pyclass(module = "ferroloop._core", name = "Handle", subclass, frozen, weakref)]
 pub struct Handle {
     inner: GilCell<Inner>,
-    /// Weak reference to the loop that created the handle (for `cancel` in
-    /// debug mode and for timer accounting); weak so that queued handles do
-    /// not form cycles with their loop. Released in `Drop`.
-    loop_: ManuallyDrop<Py<PyWeakrefReference>>,
+    /// The loop that created the handle (for `_loop`, `cancel` in debug mode
+    /// and timer accounting).
+    link: Arc<LoopLink>,
     cancelled: AtomicBool,
     /// Deadline of a timer as the bits of an f64 (NaN for plain handles);
     /// atomic only so that a reused timer can be given a new one.
@@ -133,90 +186,14 @@ impl Drop for Handle {
     fn drop(&mut self) {
         let inner = std::mem::take(self.inner.get_mut());
         // SAFETY: a handle is dropped only with the GIL held, and `&mut self`
-        // excludes any borrow; the `ManuallyDrop` field is not used after.
-        unsafe {
-            inner.release();
-            decref(ManuallyDrop::take(&mut self.loop_).into_any());
-        }
+        // excludes any borrow.
+        unsafe { inner.release() }
     }
 }
 
 /// A callback scheduled for a point in time.
 #[pyclass(module = "ferroloop._core", name = "TimerHandle", extends = Handle, frozen)]
 pub struct TimerHandle;
-
-/// A new reference to a copy of the current `contextvars` context.
-fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    // SAFETY: the GIL is held; PyContext_CopyCurrent returns a new reference
-    // or NULL with an exception set.
-    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
-}
-
-/// Stops the garbage collector from tracking `obj`.
-fn gc_untrack(obj: &Py<impl Sized>) {
-    // SAFETY: `obj` is a live object of a GC type (a handle or a Context);
-    // untracking an untracked object is allowed.
-    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
-}
-
-/// Makes the garbage collector track `obj` again if it does not.
-fn gc_track(obj: &Py<impl Sized>) {
-    let ptr = obj.as_ptr();
-    // SAFETY: `ptr` is a live object of a GC type; it is tracked only if it
-    // is not already (tracking twice is a fatal error).
-    unsafe {
-        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-            ffi::PyObject_GC_Track(ptr.cast());
-        }
-    }
-}
-
-/// Calls `callback(*args)` inside `context`, as `context.run(callback, *args)`.
-pub(crate) fn call_in_context<'py>(
-    py: Python<'py>,
-    context: &Bound<'py, PyAny>,
-    callback: &Bound<'py, PyAny>,
-    args: &Bound<'py, PyTuple>,
-) -> PyResult<()> {
-    let ctx = context.as_ptr();
-    // SAFETY: `ctx` is a valid object pointer while `context` lives.
-    if unsafe { ffi::PyContext_CheckExact(ctx) } == 0 {
-        // Not a real Context: go through its `run` method, as asyncio does.
-        let mut call_args = Vec::with_capacity(args.len() + 1);
-        call_args.push(callback.clone());
-        call_args.extend(args.iter());
-        context.call_method1(intern!(py, "run"), PyTuple::new(py, call_args)?)?;
-        return Ok(());
-    }
-    // SAFETY: `ctx` is a Context; entering it is balanced by the exit below.
-    if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    // SAFETY: `args` is a tuple, so its item array holds `len` valid object
-    // pointers that stay alive while `args` does; vectorcall borrows them.
-    let result = unsafe {
-        let tuple = args.as_ptr().cast::<ffi::PyTupleObject>();
-        let items = (*tuple).ob_item.as_ptr();
-        ffi::PyObject_Vectorcall(
-            callback.as_ptr(),
-            items,
-            ffi::PyTuple_GET_SIZE(args.as_ptr()) as usize,
-            std::ptr::null_mut(),
-        )
-    };
-    // SAFETY: balances the PyContext_Enter above on the same thread; it does
-    // not touch a pending exception.
-    let exit_rc = unsafe { ffi::PyContext_Exit(ctx) };
-    if result.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    // SAFETY: a non-NULL vectorcall result is a new reference we now own.
-    drop(unsafe { Bound::from_owned_ptr(py, result) });
-    if exit_rc < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    Ok(())
-}
 
 /// Python objects taken out of the loop's state inside a `GilCell` borrow,
 /// to be let go of after it: handles through [`Handle::release`], other
@@ -229,9 +206,9 @@ pub(crate) struct Dropped {
 
 impl Dropped {
     /// Lets go of everything; call outside any `GilCell` borrow.
-    pub fn release(self, py: Python<'_>, lp: &Loop) {
+    pub fn release(self, py: Python<'_>, owner: &impl HandleOwner) {
         for handle in self.handles {
-            Handle::release(py, lp, handle);
+            Handle::release(py, owner, handle);
         }
         drop(self.objects);
     }
@@ -278,10 +255,12 @@ impl Handle {
         })
     }
 
-    fn build(loop_: &Bound<'_, Loop>, inner: Inner, when: f64) -> PyResult<Self> {
+    fn build<O: HandleOwner>(owner: &Bound<'_, O>, inner: Inner, when: f64) -> PyResult<Self> {
+        let link = owner.get().link();
+        link.init(owner.as_any())?;
         Ok(Handle {
             inner: GilCell::new(inner),
-            loop_: ManuallyDrop::new(Loop::weak_ref(loop_)?.clone_ref(loop_.py())),
+            link: Arc::clone(link),
             cancelled: AtomicBool::new(false),
             when: AtomicU64::new(when.to_bits()),
             scheduled: AtomicBool::new(false),
@@ -308,19 +287,19 @@ impl Handle {
     /// A plain handle. `queued`: it goes into one of the loop's queues; it is
     /// then taken from the loop's free list when possible, and left untracked
     /// by the garbage collector until released.
-    pub(crate) fn new_plain<'py>(
-        py: Python<'py>,
-        loop_: &Bound<'py, Loop>,
+    pub(crate) fn new_plain<'py, O: HandleOwner>(
+        owner: &Bound<'py, O>,
         new: NewHandle<'py>,
         queued: bool,
     ) -> PyResult<Bound<'py, Handle>> {
+        let py = owner.py();
         let inner = Self::fill(py, new, queued)?;
         if queued {
-            if let Some(handle) = loop_.get().reusable_handle(py, false) {
+            if let Some(handle) = owner.get().reusable(py, false) {
                 return Ok(Self::reuse(py, handle, inner, f64::NAN));
             }
         }
-        let handle = Bound::new(py, Self::build(loop_, inner, f64::NAN)?)?;
+        let handle = Bound::new(py, Self::build(owner, inner, f64::NAN)?)?;
         if queued {
             gc_untrack(handle.as_unbound());
         }
@@ -329,19 +308,19 @@ impl Handle {
 
     /// A `TimerHandle` (returned as its `Handle` base), marked scheduled and
     /// untracked until released by the loop.
-    pub(crate) fn new_timer<'py>(
-        py: Python<'py>,
-        loop_: &Bound<'py, Loop>,
+    pub(crate) fn new_timer<'py, O: HandleOwner>(
+        owner: &Bound<'py, O>,
         new: NewHandle<'py>,
         when: f64,
         when_obj: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
+        let py = owner.py();
         let mut inner = Self::fill(py, new, true)?;
         inner.when_obj = when_obj;
-        let handle = match loop_.get().reusable_handle(py, true) {
+        let handle = match owner.get().reusable(py, true) {
             Some(handle) => Self::reuse(py, handle, inner, when),
             None => {
-                let base = Self::build(loop_, inner, when)?;
+                let base = Self::build(owner, inner, when)?;
                 let init = PyClassInitializer::from(base).add_subclass(TimerHandle);
                 let handle = Bound::new(py, init)?.into_super();
                 gc_untrack(handle.as_unbound());
@@ -357,12 +336,9 @@ impl Handle {
     /// context) again; if nothing does, its references are released now and
     /// the empty object goes back to the loop's free list. Must not be
     /// called inside a `GilCell` borrow: releasing runs arbitrary code.
-    pub(crate) fn release(py: Python<'_>, lp: &Loop, handle: Py<Handle>) {
-        let ptr = handle.as_ptr();
-        // SAFETY: `handle` is a live object we own a reference to.
-        let shared = unsafe { ffi::Py_REFCNT(ptr) } > 1;
+    pub(crate) fn release(py: Python<'_>, owner: &impl HandleOwner, handle: Py<Handle>) {
         let this = handle.get();
-        if shared {
+        if is_shared(&handle) {
             gc_track(&handle);
             this.inner.with(py, |i| {
                 if let (true, Some(ctx)) = (i.owns_context, &i.context) {
@@ -373,7 +349,7 @@ impl Handle {
             let inner = this.inner.with(py, std::mem::take);
             // SAFETY: the GIL is held and the borrow has ended.
             unsafe { inner.release() };
-            if let Some(rejected) = lp.keep_for_reuse(py, handle, timer) {
+            if let Some(rejected) = owner.keep(py, handle, timer) {
                 // SAFETY: the GIL is held.
                 unsafe { decref(rejected.into_any()) };
             }
@@ -394,7 +370,7 @@ impl Handle {
         } else {
             return None;
         };
-        (!has_weakrefs(handle.as_ptr())).then_some(timer)
+        (!has_weakrefs(handle.as_unbound())).then_some(timer)
     }
 
     #[inline]
@@ -415,12 +391,6 @@ impl Handle {
     #[inline]
     pub(crate) fn set_unscheduled(&self) {
         self.scheduled.store(false, Relaxed);
-    }
-
-    /// The loop, if it still exists.
-    pub(crate) fn loop_object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, Loop>> {
-        let obj = self.loop_.bind(py).upgrade()?;
-        obj.cast_into::<Loop>().ok()
     }
 
     /// The context, made visible to the garbage collector first since the
@@ -451,15 +421,12 @@ impl Handle {
             return Ok(());
         };
         let (callback, args) = (callback.into_bound(py), args.into_bound(py));
-        match call_in_context(py, context.bind(py), &callback, &args) {
-            Ok(()) => Ok(()),
-            Err(err) if is_interrupt(py, &err) => Err(err),
-            Err(err) => {
-                let exc = err.into_value(py);
-                py_refs::report_callback_error(py)?.call1((slf, callback, args, exc))?;
-                Ok(())
-            }
-        }
+        let result = call_in_context(py, context.bind(py), &callback, &args);
+        unless_interrupt(py, result, |err| {
+            let exc = err.into_value(py);
+            py_refs::report_callback_error(py)?.call1((slf, callback, args, exc))?;
+            Ok(())
+        })
     }
 
     /// `Handle.cancel()`: marks the handle cancelled and releases the
@@ -470,7 +437,7 @@ impl Handle {
         if this.cancelled.swap(true, Relaxed) {
             return Ok(());
         }
-        if this.loop_object(py).is_some_and(|lp| lp.get().debug()) {
+        if this.link.debug.load(Relaxed) {
             let repr = slf.repr()?.into_any().unbind();
             let old = this.inner.with(py, |i| i.repr.replace(repr));
             drop(old);
@@ -489,12 +456,7 @@ impl Handle {
         // SAFETY: tp_traverse runs with the GIL held.
         if let Some(i) = unsafe { self.inner.peek_for_gc() } {
             visit.call(&i.callback)?;
-            // SAFETY: `args` is a live tuple.
-            if let Some(args) = i
-                .args
-                .as_ref()
-                .filter(|a| unsafe { ffi::PyTuple_GET_SIZE(a.as_ptr()) } > 0)
-            {
+            if let Some(args) = i.args.as_ref().filter(|a| tuple_len(a) > 0) {
                 visit.call(args)?;
             }
             visit.call(&i.context)?;
@@ -516,21 +478,10 @@ impl Handle {
         handle: &Py<Handle>,
         visit: &PyVisit<'_>,
     ) -> Result<(), PyTraverseError> {
-        // SAFETY: `handle` is a live object; tp_traverse runs with the GIL.
-        if unsafe { ffi::PyObject_GC_IsTracked(handle.as_ptr()) } != 0 {
+        if gc_is_tracked(handle) {
             return visit.call(handle);
         }
         handle.get().traverse_fields(visit)
-    }
-}
-
-/// Whether weak references to `ptr` exist (so it must not be reused).
-fn has_weakrefs(ptr: *mut ffi::PyObject) -> bool {
-    // SAFETY: `ptr` is a live object; `tp_weaklistoffset`, when positive, is
-    // the offset of its weak-reference list pointer (CPython's layout rule).
-    unsafe {
-        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
-        offset > 0 && !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
     }
 }
 
@@ -585,8 +536,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, Loop>> {
-        self.loop_object(py)
+    fn _loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.link.loop_object(py)
     }
 
     #[getter]
@@ -648,10 +599,9 @@ impl TimerHandle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let base = slf.as_super();
         let handle = base.get();
-        if !handle.is_cancelled() {
-            if let Some(lp) = handle.loop_object(slf.py()) {
-                lp.get().timer_handle_cancelled(slf.py(), handle);
-            }
+        if !handle.is_cancelled() && handle.is_scheduled() {
+            // Still in the loop's heap: counted for its compaction.
+            handle.link.note_cancelled_timer();
         }
         Handle::cancel_handle(base)
     }

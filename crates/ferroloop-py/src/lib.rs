@@ -1,28 +1,56 @@
 //! `ferroloop._core`: the native part of the ferroloop event loop.
 //!
-//! A thin binding layer over `ferroloop-core`: it converts arguments, holds
-//! the Python objects (callbacks, handles, generators) in the core's
-//! containers and maps errors. The module requires the GIL (`gil_used`): the
-//! loop's shared state relies on it (see `gil_cell.rs`).
+//! A binding layer over `ferroloop-core`: it holds the Python objects
+//! (callbacks, handles, protocols, generators) in the core's containers,
+//! converts arguments and errors, calls protocols, enters contexts and
+//! reports references to the garbage collector. The mechanisms themselves
+//! (registry, scheduler, write queues, flow control, transport lifecycle)
+//! are the core's. The module requires the GIL (`gil_used`): the loop's
+//! shared state relies on it (see `gil_cell.rs`).
+//!
+//! # Layers
+//! Each module uses only modules of the layers below it (and its own
+//! layer's siblings where stated); nothing imports upward:
+//! 1. `cpython` (every reach into CPython/PyO3 internals), `gil_cell`,
+//!    `errors`, `buffer`, `py_refs`, `compat` — no loop concepts.
+//! 2. `handles` — `Handle`/`TimerHandle`; they see their loop only through
+//!    the `LoopLink` they share with it.
+//! 3. `source` — the one dispatch point: what a ready descriptor runs
+//!    (a handle, or a *watcher* of any kind), how sources are released and
+//!    traversed.
+//! 4. `loop_` — the loop: its state, turn, scheduling, readers, tasks,
+//!    asynchronous generators and signals, and `port`, its narrow interface
+//!    for the layer above.
+//! 5. `sock` (native `sock_*` waiters) and `transports` (a base every kind
+//!    shares, then one file per kind) — watchers, which reach the loop
+//!    through its port.
+//!
+//! # Adding a transport kind
+//! One file in `transports/` (a pyclass with a `TransportBase`, implementing
+//! `Transport` and invoking `transport_methods!`), registered below, and one
+//! Python face in `python/ferroloop/_transports.py`. The loop and `source`
+//! do not change.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod asyncgens;
+mod buffer;
+mod compat;
+mod cpython;
 mod errors;
-mod event_loop;
-mod fastcall;
 mod gil_cell;
 mod handles;
+mod loop_;
 mod py_refs;
-mod registry;
 mod sock;
-mod transport;
+mod source;
+mod transports;
 
 use pyo3::prelude::*;
 
 #[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    event_loop::register(m)?;
+    loop_::register(m)?;
     m.add_class::<sock::SockWaiter>()?;
+    m.add_class::<transports::stream::StreamTransport>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,4 +1,6 @@
-//! Python objects the loop calls, looked up once per process.
+//! Python objects the native code calls, looked up once per process: parts
+//! of asyncio and the standard library, and the functions of the Python
+//! package that native code calls back into.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -38,10 +40,18 @@ pub fn set_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 cached_attr!(get_asyncgen_hooks, "sys", "get_asyncgen_hooks");
 cached_attr!(set_asyncgen_hooks, "sys", "set_asyncgen_hooks");
 cached_attr!(warn, "warnings", "warn");
-cached_attr!(
-    /// `tasks._set_task_name`, used by `create_task` with a task factory on
-    /// Python 3.11.
-    set_task_name, "asyncio.tasks", "_set_task_name");
+/// `tasks._set_task_name`, which `create_task` uses with a task factory
+/// where asyncio has it (`None` where it does not).
+pub fn set_task_name(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyAny>>> {
+    static CELL: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    let found = CELL.get_or_try_init(py, || -> PyResult<_> {
+        let tasks = py.import("asyncio.tasks")?;
+        Ok(tasks
+            .getattr_opt(pyo3::intern!(py, "_set_task_name"))?
+            .map(Bound::unbind))
+    })?;
+    Ok(found.as_ref().map(|f| f.bind(py)))
+}
 cached_attr!(
     /// `_report_callback_error(handle, callback, args, exc)`.
     report_callback_error, "ferroloop._loop", "_report_callback_error");

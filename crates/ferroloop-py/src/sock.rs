@@ -20,21 +20,27 @@
 //! (whose future then never completes, as with asyncio), and the data of
 //! `sock_sendall` pinned by a `memoryview` while it waits. Subclasses of
 //! `socket.socket` and other socket-like objects take the Python path in
-//! `_net.py`, which calls their methods as asyncio does.
+//! the Python layer, which calls their methods as asyncio does.
+//!
+//! This module sits above the loop: it adds the three `Loop._sock_*`
+//! methods the Python layer calls, and reaches the loop only through its
+//! port (`loop_/port.rs`).
 
 use std::io;
 use std::os::fd::RawFd;
 
-use pyo3::ffi;
+use ferroloop_core::sys::socket;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
-use crate::errors::{is_interrupt, os_error};
-use crate::event_loop::{Loop, READ_BUFFER_SIZE};
+use crate::buffer::{with_bytes, BufferGuard};
+use crate::errors::{os_error, unless_interrupt};
 use crate::gil_cell::GilCell;
-use crate::registry::Direction;
+use crate::loop_::{Loop, READ_BUFFER_SIZE};
+use crate::py_refs;
+use crate::source::{Direction, Watcher};
 
 /// The operation a waiter retries.
 enum Op {
@@ -73,13 +79,12 @@ enum Attempt<'py> {
 unsafe fn recv_raw(py: Python<'_>, fd: RawFd, ptr: *mut u8, len: usize) -> PyResult<Option<usize>> {
     loop {
         // SAFETY: the caller guarantees `ptr` is writable for `len` bytes.
-        let n = unsafe { libc::recv(fd, ptr.cast(), len, 0) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        match interpret(py, io::Error::last_os_error())? {
-            Some(()) => continue,
-            None => return Ok(None),
+        match unsafe { socket::recv_raw(fd, ptr, len) } {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) => match interpret(py, e)? {
+                Some(()) => continue,
+                None => return Ok(None),
+            },
         }
     }
 }
@@ -88,7 +93,7 @@ unsafe fn recv_raw(py: Python<'_>, fd: RawFd, ptr: *mut u8, len: usize) -> PyRes
 /// would block.
 fn send_raw(py: Python<'_>, fd: RawFd, data: &[u8]) -> PyResult<Option<usize>> {
     loop {
-        match ferroloop_core::sys::socket::send(fd, data) {
+        match socket::send(fd, data) {
             Ok(n) => return Ok(Some(n)),
             Err(e) => match interpret(py, e)? {
                 Some(()) => continue,
@@ -116,17 +121,13 @@ fn interpret(py: Python<'_>, err: io::Error) -> PyResult<Option<()>> {
 fn try_recv<'py>(lp: &Bound<'py, Loop>, fd: RawFd, n: usize) -> PyResult<Attempt<'py>> {
     let py = lp.py();
     if n <= READ_BUFFER_SIZE {
-        let this = lp.get();
-        let mut buf = this.take_read_buffer(py);
+        let mut buf = lp.get().read_buffer(py);
         // SAFETY: the buffer holds READ_BUFFER_SIZE >= n initialised bytes.
-        let got = unsafe { recv_raw(py, fd, buf.as_mut_ptr(), n) };
-        let result = match got {
-            Ok(Some(got)) => Ok(Attempt::Done(PyBytes::new(py, &buf[..got]).into_any())),
-            Ok(None) => Ok(Attempt::WouldBlock),
-            Err(e) => Err(e),
-        };
-        this.return_read_buffer(py, buf);
-        return result;
+        let got = unsafe { recv_raw(py, fd, buf.as_mut_ptr(), n) }?;
+        return Ok(match got {
+            Some(got) => Attempt::Done(PyBytes::new(py, &buf[..got]).into_any()),
+            None => Attempt::WouldBlock,
+        });
     }
     let mut buf: Vec<u8> = Vec::with_capacity(n);
     // SAFETY: the spare capacity is writable for `n` bytes; only the bytes
@@ -149,21 +150,16 @@ fn try_recv_into<'py>(
     buf: &Bound<'py, PyAny>,
 ) -> PyResult<Attempt<'py>> {
     let py = sock.py();
-    // SAFETY: the writable view is filled by PyObject_GetBuffer and released
-    // before returning; while it is held, only signal handlers (on EINTR) can
-    // run, and an exported buffer cannot be resized under it.
-    let got = unsafe {
-        let mut view: ffi::Py_buffer = std::mem::zeroed();
-        if ffi::PyObject_GetBuffer(buf.as_ptr(), &mut view, ffi::PyBUF_WRITABLE) != 0 {
-            drop(PyErr::fetch(py));
-            return Ok(Attempt::Done(
-                sock.call_method1(intern!(py, "recv_into"), (buf,))?,
-            ));
-        }
-        let got = recv_raw(py, fd, view.buf.cast(), view.len as usize);
-        ffi::PyBuffer_Release(&mut view);
-        got
+    let Ok(mut view) = BufferGuard::get(buf, true) else {
+        return Ok(Attempt::Done(
+            sock.call_method1(intern!(py, "recv_into"), (buf,))?,
+        ));
     };
+    // SAFETY: the writable view stays exported (so its memory stays put)
+    // until `view` is dropped; while the call runs, only signal handlers (on
+    // EINTR) can run Python code.
+    let got = unsafe { recv_raw(py, fd, view.as_mut_ptr(), view.len()) };
+    drop(view);
     Ok(match got? {
         Some(n) => Attempt::Done(PyInt::new(py, n).into_any()),
         None => Attempt::WouldBlock,
@@ -178,7 +174,7 @@ fn send_from(
     data: &Bound<'_, PyAny>,
     start: usize,
 ) -> PyResult<(usize, usize)> {
-    crate::transport::with_bytes(data, |bytes| {
+    with_bytes(data, |bytes| {
         let rest = bytes.get(start..).unwrap_or_default();
         if rest.is_empty() {
             return Ok((start, bytes.len()));
@@ -200,7 +196,7 @@ impl SockWaiter {
         dir: Direction,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = lp.py();
-        let future = Loop::create_future_for(lp)?;
+        let future = Loop::new_future(lp)?;
         Loop::ensure_fd_no_transport(lp, i64::from(fd), PyInt::new(py, fd).as_any())?;
         let waiter = Bound::new(
             py,
@@ -212,13 +208,13 @@ impl SockWaiter {
                 op: GilCell::new(op),
             },
         )?;
-        Loop::watch_sock(lp, fd, &waiter, dir)?;
+        Loop::watch(lp, fd, &waiter, dir)?;
         future.call_method1(intern!(py, "add_done_callback"), (&waiter,))?;
         Ok(future)
     }
 
     /// The loop found the descriptor ready: retry the operation.
-    pub(crate) fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
+    fn retry(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let future = this.future.bind(py);
@@ -249,10 +245,9 @@ impl SockWaiter {
                 Err(e) => Err(e),
             },
         };
-        let result = match outcome {
+        let result = match unless_interrupt(py, outcome.map(Ok), |err| Ok(Err(err)))? {
             Ok(Attempt::WouldBlock) => return Ok(()),
             Ok(Attempt::Done(value)) => Ok(value),
-            Err(err) if is_interrupt(py, &err) => return Err(err),
             Err(err) => Err(err),
         };
         Self::finish(slf, dir, result)
@@ -268,7 +263,7 @@ impl SockWaiter {
         let this = slf.get();
         let old = this.op.with(py, |op| std::mem::replace(op, Op::Done));
         drop(old);
-        Loop::unwatch_sock(this.loop_.bind(py), this.fd, slf, dir);
+        Loop::unwatch_if(this.loop_.bind(py), this.fd, slf, dir);
         let future = this.future.bind(py);
         future.call_method1(intern!(py, "remove_done_callback"), (slf,))?;
         match result {
@@ -300,7 +295,7 @@ impl SockWaiter {
         let old = this.op.with(py, |op| std::mem::replace(op, Op::Done));
         drop(old);
         if let Some(dir) = dir {
-            Loop::unwatch_sock(this.loop_.bind(py), this.fd, slf, dir);
+            Loop::unwatch_if(this.loop_.bind(py), this.fd, slf, dir);
         }
     }
 
@@ -330,8 +325,55 @@ impl SockWaiter {
     }
 }
 
+impl Watcher for SockWaiter {
+    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
+        Self::retry(slf, dir)
+    }
+
+    /// An unexpected exception while retrying goes to the exception
+    /// handler, as from a callback.
+    fn report(slf: &Bound<'_, Self>, _dir: Direction, err: PyErr) -> PyResult<()> {
+        let py = slf.py();
+        let lp = slf.get().loop_.bind(py);
+        py_refs::report_sock_error(py)?.call1((lp, slf, err.into_value(py)))?;
+        Ok(())
+    }
+}
+
+/// The native socket operations, added to the loop's methods.
+#[pymethods]
+impl Loop {
+    /// `sock.recv(n)` on a plain non-blocking socket: the data, or a future
+    /// of it.
+    fn _sock_recv<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        sock_recv(slf, sock, n)
+    }
+
+    /// `sock.recv_into(buf)`: the count, or a future of it.
+    fn _sock_recv_into<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        buf: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        sock_recv_into(slf, sock, buf)
+    }
+
+    /// Sends all of `data`: None when done at once, else a future.
+    fn _sock_sendall<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        sock_sendall(slf, sock, data)
+    }
+}
+
 /// `sock.recv(n)` for a plain socket: the data, or a future of it.
-pub(crate) fn sock_recv<'py>(
+fn sock_recv<'py>(
     lp: &Bound<'py, Loop>,
     sock: &Bound<'py, PyAny>,
     n: usize,
@@ -344,7 +386,7 @@ pub(crate) fn sock_recv<'py>(
 }
 
 /// `sock.recv_into(buf)` for a plain socket: the count, or a future of it.
-pub(crate) fn sock_recv_into<'py>(
+fn sock_recv_into<'py>(
     lp: &Bound<'py, Loop>,
     sock: &Bound<'py, PyAny>,
     buf: &Bound<'py, PyAny>,
@@ -366,7 +408,7 @@ pub(crate) fn sock_recv_into<'py>(
 
 /// `sock.sendall(data)` for a plain socket: None once everything is sent,
 /// or a future resolved when it is.
-pub(crate) fn sock_sendall<'py>(
+fn sock_sendall<'py>(
     lp: &Bound<'py, Loop>,
     sock: &Bound<'py, PyAny>,
     data: &Bound<'py, PyAny>,

@@ -1,4 +1,11 @@
-//! The loop's weak set of asynchronous generators.
+//! The asynchronous-generator hooks and the loop's weak set of generators.
+//!
+//! While the loop runs, `sys.set_asyncgen_hooks` points at
+//! `_asyncgen_firstiter_hook` and `_asyncgen_finalizer_hook` (installed and
+//! restored by `run_forever`, see `turn.rs`). The finalizer is called by the
+//! interpreter during garbage collection or frame teardown, in any thread:
+//! it only schedules the generator's `aclose()` thread-safely, and does
+//! nothing heavy (no stack walk).
 //!
 //! `firstiter` is called for every asynchronous generator the first time it
 //! is iterated while the loop runs, which makes it a hot path (one call per
@@ -12,8 +19,16 @@
 //! does not need to remove its generator either: the interpreter clears weak
 //! references to an object before calling its finalizer.
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use pyo3::exceptions::PyResourceWarning;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyWeakrefReference;
+use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefReference};
+use pyo3::PyTypeInfo;
+
+use super::Loop;
+use crate::py_refs;
 
 const MIN_SWEEP: usize = 64;
 
@@ -68,5 +83,54 @@ impl AsyncGens {
             dead.push(r.into_any());
         }
         live
+    }
+}
+
+impl Loop {
+    pub(super) fn asyncgen_firstiter(
+        slf: &Bound<'_, Self>,
+        agen: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.asyncgens_shutdown_called.load(Relaxed) {
+            let message = format!(
+                "asynchronous generator {} was scheduled after loop.shutdown_asyncgens() call",
+                agen.repr()?
+            );
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("source", slf)?;
+            py_refs::warn(py)?
+                .call((message, PyResourceWarning::type_object(py)), Some(&kwargs))?;
+        }
+        let weak = PyWeakrefReference::new(agen)?.unbind();
+        let mut dead = Vec::new();
+        this.state
+            .with(py, |s| s.asyncgens.add(py, weak, &mut dead));
+        drop(dead);
+        Ok(())
+    }
+
+    pub(super) fn asyncgen_finalizer(
+        slf: &Bound<'_, Self>,
+        agen: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if slf.get().is_closed_now() {
+            return Ok(());
+        }
+        let aclose = agen.call_method0(intern!(py, "aclose"))?;
+        let create_task = slf.getattr(intern!(py, "create_task"))?;
+        Self::call_soon_threadsafe_internal(slf, create_task, PyTuple::new(py, [aclose])?)?;
+        Ok(())
+    }
+
+    pub(super) fn take_asyncgens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut dead = Vec::new();
+        let live = self
+            .state
+            .with(py, |s| s.asyncgens.take_live(py, &mut dead));
+        drop(dead);
+        PyList::new(py, live)
     }
 }

@@ -12,9 +12,9 @@
 //! the text.
 //!
 //! The functions go through PyO3's own trampoline (which keeps PyO3's
-//! bookkeeping of the attached interpreter and turns panics into exceptions)
-//! and are installed on the `Loop` type as method descriptors when the module
-//! is initialized.
+//! bookkeeping of the attached interpreter and turns panics into exceptions;
+//! see `cpython.rs`) and are installed on the `Loop` type as method
+//! descriptors when the module is initialized.
 
 use std::ffi::CStr;
 
@@ -26,7 +26,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::Borrowed;
 
-use crate::event_loop::Loop;
+use super::Loop;
+use crate::cpython::{add_method, assume_attached, fastcall_trampoline, is_exact_type};
 
 /// The arguments of a scheduling method.
 struct Parsed<'py> {
@@ -157,10 +158,9 @@ fn _register_task_step_type(tp: &Bound<'_, PyType>) -> PyResult<bool> {
 
 /// Whether `callback` is a step of asyncio's C `Task`.
 fn is_task_step(py: Python<'_>, callback: &Bound<'_, PyAny>) -> bool {
-    TASK_STEP_TYPE.get(py).is_some_and(|tp| {
-        // SAFETY: `callback` is a live object; its type pointer is only compared.
-        unsafe { ffi::Py_TYPE(callback.as_ptr()) == tp.as_ptr().cast() }
-    })
+    TASK_STEP_TYPE
+        .get(py)
+        .is_some_and(|tp| is_exact_type(callback, tp))
 }
 
 /// The body every entry point shares.
@@ -261,7 +261,7 @@ unsafe extern "C" fn get_debug(
     // SAFETY: see above; `Borrowed` takes no reference and `get` only reads
     // the frozen Rust struct.
     unsafe {
-        let py = Python::assume_attached();
+        let py = assume_attached();
         let lp = Borrowed::from_ptr(py, slf).cast_unchecked::<Loop>();
         let result = if lp.get().debug() {
             ffi::Py_True()
@@ -277,7 +277,6 @@ unsafe extern "C" fn get_debug(
 /// registers the task-step type to `module`.
 pub fn install(module: &Bound<'_, PyModule>, loop_type: &Bound<'_, PyType>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(_register_task_step_type, module)?)?;
-    use pyo3::impl_::trampoline::get_trampoline_function;
     let methods: [(
         &'static CStr,
         &'static CStr,
@@ -287,62 +286,50 @@ pub fn install(module: &Bound<'_, PyModule>, loop_type: &Bound<'_, PyType>) -> P
             c"call_soon",
             c"call_soon($self, callback, /, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called soon, in FIFO order.",
-            get_trampoline_function!(fastcall_cfunction_with_keywords, call_soon),
+            fastcall_trampoline!(call_soon),
         ),
         (
             c"call_soon_threadsafe",
             c"call_soon_threadsafe($self, callback, /, *args, context=None)\n--\n\n\
               Like call_soon(), but safe to call from any thread; wakes the loop.",
-            get_trampoline_function!(fastcall_cfunction_with_keywords, call_soon_threadsafe),
+            fastcall_trampoline!(call_soon_threadsafe),
         ),
         (
             c"call_later",
             c"call_later($self, delay, callback, /, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called after delay seconds.",
-            get_trampoline_function!(fastcall_cfunction_with_keywords, call_later),
+            fastcall_trampoline!(call_later),
         ),
         (
             c"call_at",
             c"call_at($self, when, callback, /, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called at loop time when.",
-            get_trampoline_function!(fastcall_cfunction_with_keywords, call_at),
+            fastcall_trampoline!(call_at),
         ),
     ];
-    let get_debug_def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"get_debug".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: get_debug,
-        },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"get_debug($self, /)\n--\n\nWhether the loop is in debug mode.".as_ptr(),
-    }));
-    // SAFETY: `loop_type` is a live type object and the definition lives forever.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(
-            loop_type.py(),
-            ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), get_debug_def),
-        )?
-    };
-    loop_type.setattr("get_debug", descr)?;
-    for (name, doc, function) in methods {
-        // The definition must outlive the type: it is allocated once per
-        // module initialization and never freed.
-        let def = Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: name.as_ptr(),
+    add_method(
+        loop_type,
+        ffi::PyMethodDef {
+            ml_name: c"get_debug".as_ptr(),
             ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: function,
+                PyCFunction: get_debug,
             },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: doc.as_ptr(),
-        }));
-        // SAFETY: `loop_type` is a live type object and `def` lives forever.
-        let descr = unsafe {
-            Bound::from_owned_ptr_or_err(
-                loop_type.py(),
-                ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def),
-            )?
-        };
-        loop_type.setattr(name.to_str().expect("ASCII name"), descr)?;
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: c"get_debug($self, /)\n--\n\nWhether the loop is in debug mode.".as_ptr(),
+        },
+    )?;
+    for (name, doc, function) in methods {
+        add_method(
+            loop_type,
+            ffi::PyMethodDef {
+                ml_name: name.as_ptr(),
+                ml_meth: ffi::PyMethodDefPointer {
+                    PyCFunctionFastWithKeywords: function,
+                },
+                ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+                ml_doc: doc.as_ptr(),
+            },
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,25 @@
+//! Differences between Python versions, as the native code sees them.
+//!
+//! Every version difference is decided once, by a feature probe in
+//! `python/ferroloop/_compat.py` (never by comparing version numbers:
+//! asyncio changes between patch releases too); the native code reads the
+//! probes' results from there.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+/// Reads a boolean probe of `ferroloop._compat`, once per process.
+fn probe(py: Python<'_>, cell: &'static PyOnceLock<bool>, name: &str) -> PyResult<bool> {
+    cell.get_or_try_init(py, || {
+        py.import("ferroloop._compat")?.getattr(name)?.extract()
+    })
+    .copied()
+}
+
+/// Whether `asyncio.Server._attach`/`_detach` take the transport (asyncio
+/// keeps a set of client transports, for `close_clients()`), or nothing (a
+/// count of active connections).
+pub fn server_attach_takes_transport(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    probe(py, &CELL, "SERVER_ATTACH_TAKES_TRANSPORT")
+}

@@ -1,0 +1,245 @@
+//! Every reach into CPython or PyO3 internals, in one place.
+//!
+//! Each item below goes around the safe PyO3 API for speed on a hot path,
+//! or because PyO3 has no API for it. Each was checked against CPython
+//! 3.11.7, 3.12.1 and 3.13.0 (the versions the test matrix runs) and PyO3
+//! 0.30.1 (pinned exactly in `Cargo.toml` because of [`fastcall_trampoline`]);
+//! when either moves, these are the places to check again.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple, PyType};
+
+/// Releases a strong reference with a plain `Py_DECREF`.
+///
+/// `Py<T>`'s own drop first asks a thread-local whether the thread is
+/// attached to the interpreter. Handles and their contents are only ever
+/// released with the GIL held (by the interpreter's dealloc, or by the loop),
+/// so the check is pure overhead on the path every callback takes.
+///
+/// # Safety
+/// The GIL must be held.
+pub unsafe fn decref(obj: impl Into<Option<Py<PyAny>>>) {
+    if let Some(obj) = obj.into() {
+        // SAFETY: the caller holds the GIL; `into_ptr` hands over our reference.
+        unsafe { ffi::Py_DECREF(obj.into_ptr()) }
+    }
+}
+
+/// Stops the garbage collector from tracking `obj` (see `handles.rs` for
+/// when that is sound).
+pub fn gc_untrack(obj: &Py<impl Sized>) {
+    // SAFETY: `obj` is a live object of a GC type (a handle or a Context);
+    // untracking an untracked object is allowed.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
+}
+
+/// Makes the garbage collector track `obj` again if it does not.
+pub fn gc_track(obj: &Py<impl Sized>) {
+    let ptr = obj.as_ptr();
+    // SAFETY: `ptr` is a live object of a GC type; it is tracked only if it
+    // is not already (tracking twice is a fatal error).
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
+        }
+    }
+}
+
+/// Whether the collector tracks `obj`.
+pub fn gc_is_tracked(obj: &Py<impl Sized>) -> bool {
+    // SAFETY: `obj` is a live object.
+    unsafe { ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0 }
+}
+
+/// Whether weak references to `obj` exist (so it must not be reused).
+/// Reads the weak-reference list through `tp_weaklistoffset`: the layout
+/// rule of every CPython version checked.
+pub fn has_weakrefs(obj: &Py<impl Sized>) -> bool {
+    let ptr = obj.as_ptr();
+    // SAFETY: `ptr` is a live object; `tp_weaklistoffset`, when positive, is
+    // the offset of its weak-reference list pointer.
+    unsafe {
+        let offset = (*ffi::Py_TYPE(ptr)).tp_weaklistoffset;
+        offset > 0 && !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null()
+    }
+}
+
+/// Whether `obj` holds more than one strong reference (someone besides the
+/// caller references it).
+pub fn is_shared(obj: &Py<impl Sized>) -> bool {
+    // SAFETY: `obj` is a live object we own a reference to.
+    unsafe { ffi::Py_REFCNT(obj.as_ptr()) > 1 }
+}
+
+/// Whether `obj`'s type is exactly `tp` (a pointer comparison).
+pub fn is_exact_type(obj: &Bound<'_, PyAny>, tp: &Py<PyType>) -> bool {
+    // SAFETY: `obj` is a live object; its type pointer is only compared.
+    unsafe { ffi::Py_TYPE(obj.as_ptr()) == tp.as_ptr().cast() }
+}
+
+/// Number of items of a tuple, read from the object (no token needed:
+/// usable in `tp_traverse`).
+pub fn tuple_len(args: &Py<PyTuple>) -> usize {
+    // SAFETY: `args` is a live tuple.
+    unsafe { ffi::PyTuple_GET_SIZE(args.as_ptr()) as usize }
+}
+
+/// A new reference to a copy of the current `contextvars` context.
+pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: the GIL is held; PyContext_CopyCurrent returns a new reference
+    // or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
+}
+
+/// Calls `callback(*args)` inside `context`, as `context.run(callback, *args)`
+/// does, but entering the context with `PyContext_Enter`/`PyContext_Exit`
+/// and passing the tuple's item array straight to vectorcall.
+pub fn call_in_context<'py>(
+    py: Python<'py>,
+    context: &Bound<'py, PyAny>,
+    callback: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<()> {
+    let ctx = context.as_ptr();
+    // SAFETY: `ctx` is a valid object pointer while `context` lives.
+    if unsafe { ffi::PyContext_CheckExact(ctx) } == 0 {
+        // Not a real Context: go through its `run` method, as asyncio does.
+        let mut call_args = Vec::with_capacity(args.len() + 1);
+        call_args.push(callback.clone());
+        call_args.extend(args.iter());
+        context.call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
+        return Ok(());
+    }
+    // SAFETY: `ctx` is a Context; entering it is balanced by the exit below.
+    if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `args` is a tuple, so its item array holds `len` valid object
+    // pointers that stay alive while `args` does; vectorcall borrows them.
+    let result = unsafe {
+        let tuple = args.as_ptr().cast::<ffi::PyTupleObject>();
+        let items = (*tuple).ob_item.as_ptr();
+        ffi::PyObject_Vectorcall(
+            callback.as_ptr(),
+            items,
+            ffi::PyTuple_GET_SIZE(args.as_ptr()) as usize,
+            std::ptr::null_mut(),
+        )
+    };
+    // SAFETY: balances the PyContext_Enter above on the same thread; it does
+    // not touch a pending exception.
+    let exit_rc = unsafe { ffi::PyContext_Exit(ctx) };
+    if result.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a non-NULL vectorcall result is a new reference we now own.
+    drop(unsafe { Bound::from_owned_ptr(py, result) });
+    if exit_rc < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(())
+}
+
+/// Calls `callable(*positional, **{name: value for each kwname})` through
+/// vectorcall, with a tuple of keyword names the caller caches.
+pub fn vectorcall_kw<'py>(
+    callable: &Bound<'py, PyAny>,
+    positional: &[&Bound<'py, PyAny>],
+    keywords: &[&Bound<'py, PyAny>],
+    kwnames: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const MAX_ARGS: usize = 8;
+    let total = positional.len() + keywords.len();
+    assert!(total <= MAX_ARGS && keywords.len() == kwnames.len());
+    let mut argv = [std::ptr::null_mut::<ffi::PyObject>(); MAX_ARGS];
+    for (slot, arg) in argv.iter_mut().zip(positional.iter().chain(keywords)) {
+        *slot = arg.as_ptr();
+    }
+    // SAFETY: `argv` holds `total` valid borrowed object pointers kept alive
+    // by the callers' `Bound`s; `kwnames` is a tuple of strings whose length
+    // matches the keyword values at the end of the positional ones.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            callable.py(),
+            ffi::PyObject_Vectorcall(
+                callable.as_ptr(),
+                argv.as_ptr(),
+                positional.len(),
+                kwnames.as_ptr(),
+            ),
+        )
+    }
+}
+
+/// The identifier of the calling thread, as `threading.get_ident()`.
+// `c_ulong` is not u64 on every target.
+#[allow(clippy::useless_conversion)]
+pub fn current_thread_id() -> u64 {
+    // SAFETY: PyThread_get_thread_ident has no preconditions.
+    u64::from(unsafe { ffi::PyThread_get_thread_ident() })
+}
+
+/// A new `bytes` object of `size` bytes whose contents the caller fills
+/// through `fill` (given a pointer to the `size` writable bytes); `fill`
+/// returns how many it filled. A fully filled object is returned as it is;
+/// a partly filled one is copied into an exact-size object (CPython has no
+/// public way to shrink a `bytes` in place). `None` if the allocation fails.
+pub fn fill_new_bytes<'py, E>(
+    py: Python<'py>,
+    size: usize,
+    fill: impl FnOnce(*mut u8, usize) -> Result<usize, E>,
+) -> Option<Result<Bound<'py, PyBytes>, E>> {
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes an uninitialised
+    // object that nobody else sees until we return it; `fill` writes at most
+    // `size` bytes into it, and only the part it reports filled is exposed.
+    unsafe {
+        let raw = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
+        let obj = Bound::from_owned_ptr_or_err(py, raw).ok()?;
+        let obj = obj.cast_into_unchecked::<PyBytes>();
+        let ptr = ffi::PyBytes_AsString(obj.as_ptr()).cast::<u8>();
+        Some(fill(ptr, size).map(|n| {
+            if n == size {
+                obj
+            } else {
+                PyBytes::new(py, std::slice::from_raw_parts(ptr, n))
+            }
+        }))
+    }
+}
+
+/// Installs a `METH_FASTCALL | METH_KEYWORDS` method on `tp`, whose body
+/// goes through PyO3's own trampoline (which keeps PyO3's bookkeeping of the
+/// attached interpreter and turns panics into exceptions). The trampoline is
+/// PyO3's internal `impl_::trampoline` API, hence the exact version pin.
+macro_rules! fastcall_trampoline {
+    ($body:ident) => {
+        pyo3::impl_::trampoline::get_trampoline_function!(fastcall_cfunction_with_keywords, $body)
+    };
+}
+pub(crate) use fastcall_trampoline;
+
+/// Adds the C method `def` to type `tp` as a method descriptor, named
+/// `def.ml_name`. The definition is leaked: it must outlive the type.
+pub fn add_method(tp: &Bound<'_, PyType>, def: ffi::PyMethodDef) -> PyResult<()> {
+    let def: *mut ffi::PyMethodDef = Box::leak(Box::new(def));
+    // SAFETY: `tp` is a live type object and `def` lives forever.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(tp.py(), ffi::PyDescr_NewMethod(tp.as_type_ptr(), def))?
+    };
+    // SAFETY: `def` was just leaked (valid forever); `ml_name` is a
+    // NUL-terminated static string.
+    let name = unsafe { std::ffi::CStr::from_ptr((*def).ml_name) };
+    tp.setattr(name.to_str().expect("ASCII method name"), descr)
+}
+
+/// A `Python` token inside a C method that PyO3 does not wrap (see
+/// `loop_/fastcall.rs`'s `get_debug`).
+///
+/// # Safety
+/// The caller must be running in a thread attached to the interpreter
+/// (inside a method called by the interpreter).
+pub unsafe fn assume_attached<'py>() -> Python<'py> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { Python::assume_attached() }
+}

@@ -1,0 +1,751 @@
+//! What every transport kind shares: asyncio's `_SelectorTransport` and
+//! `_FlowControlMixin` (uvloop's `basetransport.pyx`).
+//!
+//! A transport's *core* is a native object; what protocols and users see is
+//! its *face*, a Python subclass of the `asyncio` transport class that
+//! delegates to the core (`asyncio.BaseTransport` declares `__slots__`, so a
+//! native type cannot also derive from it). The core passes its face to
+//! `connection_made` and to error reports, and drops it once the connection
+//! is lost (which breaks the face <-> core cycle early).
+//!
+//! Shared here, for every kind:
+//! - the lifecycle (`ferroloop_core::transport::lifecycle`): `close()`,
+//!   `abort()`, the fatal-error path (report through the exception handler,
+//!   OS errors only in debug mode, then abort with the exception passed to
+//!   `connection_lost`), `connection_lost` and the cleanup after it, paused
+//!   reading;
+//! - write flow control (`ferroloop_core::transport::flow`):
+//!   `pause_writing`/`resume_writing` at the water marks, failures of those
+//!   reported to the exception handler;
+//! - the protocol, the extra info, the server the transport is attached
+//!   to, and the watching of the descriptor (only on real changes).
+//!
+//! A kind provides its queued-byte count and what to drop on abort
+//! ([`Transport`]), and gets the shared Python methods by invoking
+//! `transport_methods!` on its type.
+//!
+//! The transport owns its descriptor: when the connection is lost it
+//! removes every registration of the descriptor before closing the file
+//! object, and a ready item for a transport whose connection was lost does
+//! nothing.
+
+use std::os::fd::RawFd;
+
+use ferroloop_core::transport::flow::FlowControl;
+use ferroloop_core::transport::lifecycle::{Close, Lifecycle};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
+
+use crate::compat;
+use crate::errors::unless_interrupt;
+use crate::gil_cell::GilCell;
+use crate::loop_::Loop;
+use crate::py_refs;
+use crate::source::{Direction, Watcher};
+
+/// The state every transport kind shares.
+pub struct TransportBase {
+    loop_: Py<Loop>,
+    fd: RawFd,
+    st: GilCell<BaseState>,
+}
+
+struct BaseState {
+    /// The `asyncio` transport object protocols see; dropped once the
+    /// connection is lost.
+    face: Option<Py<PyAny>>,
+    /// The file object (a socket, a pipe); `None` once the connection is
+    /// lost and it is closed.
+    file: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    extra: Option<Py<PyDict>>,
+    server: Option<Py<PyAny>>,
+    flow: FlowControl,
+    life: Lifecycle,
+    /// Whether `connection_lost` is to be called on the protocol (asyncio's
+    /// `_protocol_connected`).
+    protocol_connected: bool,
+}
+
+/// A transport kind: a pyclass with a [`TransportBase`] and its own I/O.
+pub trait Transport: Watcher {
+    /// The shared state.
+    fn base(&self) -> &TransportBase;
+    /// Bytes queued for sending (what flow control counts).
+    fn queued(&self, py: Python<'_>) -> usize;
+    /// Drops everything queued for sending (abort, fatal error).
+    fn drop_queued(&self, py: Python<'_>);
+    /// The protocol was replaced by `set_protocol`.
+    fn protocol_changed(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()>;
+    /// The connection is lost, `connection_lost` was called and the file
+    /// object closed: let go of the kind's own objects.
+    fn lost(slf: &Bound<'_, Self>) -> PyResult<()>;
+}
+
+impl TransportBase {
+    /// The shared state of a new transport on `file` (descriptor `fd`).
+    pub fn new(
+        loop_: &Bound<'_, Loop>,
+        fd: RawFd,
+        file: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        extra: Bound<'_, PyDict>,
+        server: Option<&Bound<'_, PyAny>>,
+    ) -> Self {
+        TransportBase {
+            loop_: loop_.clone().unbind(),
+            fd,
+            st: GilCell::new(BaseState {
+                face: None,
+                file: Some(file.clone().unbind()),
+                protocol: Some(protocol.clone().unbind()),
+                extra: Some(extra.unbind()),
+                server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
+                flow: FlowControl::default(),
+                life: Lifecycle::default(),
+                protocol_connected: true,
+            }),
+        }
+    }
+
+    /// The descriptor.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The loop.
+    pub fn lp<'py>(&self, py: Python<'py>) -> &Bound<'py, Loop> {
+        self.loop_.bind(py)
+    }
+
+    /// Whether the loop is in debug mode.
+    pub fn debug(&self, py: Python<'_>) -> bool {
+        self.lp(py).get().debug()
+    }
+
+    /// The protocol, until the connection is lost.
+    pub fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st
+            .with(py, |s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
+    }
+
+    /// Whether `connection_lost` has been scheduled.
+    pub fn is_lost(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.life.is_lost())
+    }
+
+    /// Runs `f` on the lifecycle state.
+    pub fn life<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        self.st.with(py, |s| f(&mut s.life))
+    }
+
+    /// The file object, until the connection is lost.
+    pub fn file(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st
+            .with(py, |s| s.file.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    /// The extra-info mapping.
+    pub fn extra(&self, py: Python<'_>) -> Option<Py<PyDict>> {
+        self.st
+            .with(py, |s| s.extra.as_ref().map(|e| e.clone_ref(py)))
+    }
+
+    /// `get_extra_info(name, default)`.
+    pub fn extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let default = default.unwrap_or_else(|| py.None());
+        let Some(extra) = self.extra(py) else {
+            return Ok(default);
+        };
+        Ok(extra
+            .bind(py)
+            .get_item(name)?
+            .map_or(default, Bound::unbind))
+    }
+
+    /// `get_write_buffer_limits()`: `(low, high)`.
+    pub fn limits(&self, py: Python<'_>) -> (usize, usize) {
+        self.st.with(py, |s| s.flow.limits())
+    }
+
+    /// Whether the protocol was told to pause writing.
+    pub fn protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.flow.is_paused())
+    }
+
+    /// Replaces the protocol (`set_protocol`).
+    pub fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
+        let old = self.st.with(py, |s| {
+            s.protocol_connected = true;
+            s.protocol.replace(protocol.clone().unbind())
+        });
+        drop(old);
+    }
+
+    /// Visits the shared references.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        // SAFETY: tp_traverse runs with the GIL held.
+        if let Some(s) = unsafe { self.st.peek_for_gc() } {
+            visit.call(&s.face)?;
+            visit.call(&s.file)?;
+            visit.call(&s.protocol)?;
+            visit.call(&s.extra)?;
+            visit.call(&s.server)?;
+        }
+        Ok(())
+    }
+
+    /// Breaks reference cycles (`tp_clear`).
+    pub fn clear(&self, py: Python<'_>) {
+        let taken = self.st.with(py, |s| {
+            (
+                s.face.take(),
+                s.protocol.take(),
+                s.extra.take(),
+                s.server.take(),
+            )
+        });
+        drop(taken);
+    }
+}
+
+/// The extra-info mapping of a transport on `sock`: a copy of `extra` with
+/// asyncio's `socket`, `sockname` and (unless given) `peername`.
+pub fn socket_extra<'py>(
+    sock: &Bound<'py, PyAny>,
+    extra: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let py = sock.py();
+    let extra = match extra {
+        Some(d) => d.copy()?,
+        None => PyDict::new(py),
+    };
+    extra.set_item("socket", py_refs::transport_socket(py)?.call1((sock,))?)?;
+    let sockname = sock.call_method0(intern!(py, "getsockname"));
+    extra.set_item("sockname", sockname.ok())?;
+    if !extra.contains("peername")? {
+        let peername = sock.call_method0(intern!(py, "getpeername"));
+        extra.set_item("peername", peername.ok())?;
+    }
+    Ok(extra)
+}
+
+/// The face of the transport, or the core itself once the connection is
+/// lost.
+pub fn face<'py, T: Transport>(slf: &Bound<'py, T>) -> Bound<'py, PyAny> {
+    let py = slf.py();
+    slf.get()
+        .base()
+        .st
+        .with(py, |s| s.face.as_ref().map(|f| f.clone_ref(py)))
+        .map_or_else(|| slf.clone().into_any(), |f| f.into_bound(py))
+}
+
+/// Logs `message` about the transport at debug level (debug mode; with the
+/// exception, if any).
+pub fn debug_log<T: Transport>(
+    slf: &Bound<'_, T>,
+    message: &str,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    py_refs::transport_debug(py)?.call1((face(slf), message, exc))?;
+    Ok(())
+}
+
+/// Starts or stops watching the descriptor in `dir`, if that changes.
+pub fn set_watching<T: Transport>(slf: &Bound<'_, T>, dir: Direction, on: bool) -> PyResult<()> {
+    let py = slf.py();
+    let base = slf.get().base();
+    if !base.life(py, |l| l.set_watching(dir == Direction::Read, on)) {
+        return Ok(());
+    }
+    let lp = base.lp(py);
+    if on {
+        Loop::watch(lp, base.fd, slf, dir)
+    } else {
+        Loop::unwatch(lp, base.fd, dir);
+        Ok(())
+    }
+}
+
+/// Schedules `method(*args)` of the transport on the loop.
+fn call_soon_method<T: Transport>(
+    slf: &Bound<'_, T>,
+    method: &Bound<'_, PyAny>,
+    args: Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    Loop::call_soon_plain(slf.get().base().lp(slf.py()), method, args)
+}
+
+/// Schedules `_call_connection_lost(exc)`.
+fn schedule_connection_lost<T: Transport>(
+    slf: &Bound<'_, T>,
+    exc: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let method = slf.as_any().getattr(intern!(py, "_call_connection_lost"))?;
+    call_soon_method(slf, &method, PyTuple::new(py, [exc])?)
+}
+
+/// asyncio's `_fatal_error`: report (OS errors only in debug mode), then
+/// abort with the exception.
+pub fn fatal_error<T: Transport>(slf: &Bound<'_, T>, exc: PyErr, message: &str) -> PyResult<()> {
+    let py = slf.py();
+    let base = slf.get().base();
+    let value = exc.value(py).clone();
+    if exc.is_instance_of::<PyOSError>(py) {
+        if base.debug(py) {
+            debug_log(slf, message, Some(value.as_any()))?;
+        }
+    } else {
+        let context = PyDict::new(py);
+        context.set_item("message", message)?;
+        context.set_item("exception", &value)?;
+        context.set_item("transport", face(slf))?;
+        context.set_item("protocol", base.protocol(py))?;
+        Loop::report(base.lp(py), context)?;
+    }
+    force_close(slf, value.into_any())
+}
+
+/// Calls a protocol method's result through the loop's rule: an exception
+/// (other than `KeyboardInterrupt`/`SystemExit`) takes the fatal-error path
+/// with `message`.
+pub fn protocol_outcome<T: Transport>(
+    slf: &Bound<'_, T>,
+    result: PyResult<()>,
+    message: &str,
+) -> PyResult<()> {
+    unless_interrupt(slf.py(), result, |err| fatal_error(slf, err, message))
+}
+
+/// asyncio's `_force_close(exc)` (and `abort()` with `exc=None`).
+pub fn force_close<T: Transport>(slf: &Bound<'_, T>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let queued = this.queued(py) > 0;
+    let Some(forced) = this.base().life(py, |l| l.force_close(queued)) else {
+        return Ok(());
+    };
+    if forced.stop.write {
+        this.drop_queued(py);
+        set_watching(slf, Direction::Write, false)?;
+    }
+    if forced.stop.read {
+        set_watching(slf, Direction::Read, false)?;
+    }
+    schedule_connection_lost(slf, exc)
+}
+
+/// `close()`: stop reading; `connection_lost(None)` follows once the
+/// queued bytes are flushed.
+pub fn close<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let queued = this.queued(py) > 0;
+    match this.base().life(py, |l| l.close(queued)) {
+        Close::Nothing => Ok(()),
+        Close::AfterFlush => set_watching(slf, Direction::Read, false),
+        Close::LoseNow => {
+            set_watching(slf, Direction::Read, false)?;
+            set_watching(slf, Direction::Write, false)?;
+            schedule_connection_lost(slf, py.None().into_bound(py))
+        }
+    }
+}
+
+/// asyncio's `_call_connection_lost(exc)`: tell the protocol, then (as its
+/// `finally:` part) forget the descriptor, close the file object, detach
+/// from the server and drop the face.
+pub fn call_connection_lost<T: Transport>(
+    slf: &Bound<'_, T>,
+    exc: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let base = this.base();
+    let (protocol, connected) = base.st.with(py, |s| {
+        (
+            s.protocol.as_ref().map(|p| p.clone_ref(py)),
+            s.protocol_connected,
+        )
+    });
+    let result = match protocol {
+        Some(p) if connected => p
+            .bind(py)
+            .call_method1(intern!(py, "connection_lost"), (&exc,))
+            .map(drop),
+        _ => Ok(()),
+    };
+    Loop::forget_fd(base.lp(py), base.fd);
+    let face = face(slf);
+    let (file, protocol, server) = base.st.with(py, |s| {
+        s.life.connection_lost();
+        (s.file.take(), s.protocol.take(), s.server.take())
+    });
+    drop(protocol);
+    let closed = file.map_or(Ok(()), |file| {
+        file.call_method0(py, intern!(py, "close")).map(drop)
+    });
+    let detached = server.map_or(Ok(()), |server| detach(&face, server.bind(py)));
+    let old_face = base.st.with(py, |s| s.face.take());
+    drop(old_face);
+    let kind = T::lost(slf);
+    result.and(closed).and(detached).and(kind)
+}
+
+/// Attaches the transport (seen through `face`) to its loop and server,
+/// then schedules, in asyncio's order, `connection_made`, the start of
+/// reading and the waiter's result.
+pub fn start<T: Transport>(
+    slf: &Bound<'_, T>,
+    face: Bound<'_, PyAny>,
+    waiter: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let base = slf.get().base();
+    let old = base.st.with(py, |s| s.face.replace(face.clone().unbind()));
+    drop(old);
+    let server = base
+        .st
+        .with(py, |s| s.server.as_ref().map(|sv| sv.clone_ref(py)));
+    if let Some(server) = server {
+        attach(&face, server.bind(py))?;
+    }
+    Loop::adopt_fd(base.lp(py), base.fd, slf.as_any())?;
+    let protocol = base.protocol(py).expect("new transport has a protocol");
+    let connection_made = protocol.getattr(py, intern!(py, "connection_made"))?;
+    call_soon_method(slf, connection_made.bind(py), PyTuple::new(py, [&face])?)?;
+    let start_reading = slf.as_any().getattr(intern!(py, "_start_reading"))?;
+    call_soon_method(slf, &start_reading, PyTuple::empty(py))?;
+    if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
+        call_soon_method(
+            slf,
+            py_refs::set_result_unless_cancelled(py)?,
+            PyTuple::new(py, [waiter, py.None().into_bound(py)])?,
+        )?;
+    }
+    Ok(())
+}
+
+/// `Server._attach`, with the transport where asyncio's takes one.
+fn attach(face: &Bound<'_, PyAny>, server: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = face.py();
+    if compat::server_attach_takes_transport(py)? {
+        server.call_method1(intern!(py, "_attach"), (face,))?;
+    } else {
+        server.call_method0(intern!(py, "_attach"))?;
+    }
+    Ok(())
+}
+
+/// `Server._detach`, with the transport where asyncio's takes one.
+fn detach(face: &Bound<'_, PyAny>, server: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = face.py();
+    if compat::server_attach_takes_transport(py)? {
+        server.call_method1(intern!(py, "_detach"), (face,))?;
+    } else {
+        server.call_method0(intern!(py, "_detach"))?;
+    }
+    Ok(())
+}
+
+/// Calls `pause_writing`/`resume_writing`; failures go to the exception
+/// handler (asyncio's `_FlowControlMixin`).
+fn call_flow_control<T: Transport>(
+    slf: &Bound<'_, T>,
+    protocol: &Bound<'_, PyAny>,
+    method: &str,
+) -> PyResult<()> {
+    let py = slf.py();
+    let result = protocol.call_method0(method).map(drop);
+    unless_interrupt(py, result, |err| {
+        let context = PyDict::new(py);
+        context.set_item("message", format!("protocol.{method}() failed"))?;
+        context.set_item("exception", err.value(py))?;
+        context.set_item("transport", face(slf))?;
+        context.set_item("protocol", protocol)?;
+        Loop::report(slf.get().base().lp(py), context)
+    })
+}
+
+/// Tells the protocol to pause writing if the queue grew above the high
+/// water mark.
+pub fn maybe_pause_protocol<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let queued = this.queued(py);
+    let protocol = this.base().st.with(py, |s| {
+        s.flow
+            .pause_due(queued)
+            .then(|| s.protocol.as_ref().map(|p| p.clone_ref(py)))
+            .flatten()
+    });
+    match protocol {
+        Some(p) => call_flow_control(slf, p.bind(py), "pause_writing"),
+        None => Ok(()),
+    }
+}
+
+/// Tells the protocol to resume writing if the queue drained to the low
+/// water mark.
+pub fn maybe_resume_protocol<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let queued = this.queued(py);
+    let protocol = this.base().st.with(py, |s| {
+        s.flow
+            .resume_due(queued)
+            .then(|| s.protocol.as_ref().map(|p| p.clone_ref(py)))
+            .flatten()
+    });
+    match protocol {
+        Some(p) => call_flow_control(slf, p.bind(py), "resume_writing"),
+        None => Ok(()),
+    }
+}
+
+/// `set_write_buffer_limits(high=None, low=None)`.
+pub fn set_write_buffer_limits<T: Transport>(
+    slf: &Bound<'_, T>,
+    high: Option<Bound<'_, PyAny>>,
+    low: Option<Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let high: Option<i64> = high.map(|h| h.extract()).transpose()?;
+    let low: Option<i64> = low.map(|l| l.extract()).transpose()?;
+    slf.get()
+        .base()
+        .st
+        .with(py, |s| s.flow.set_limits(high, low))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    maybe_pause_protocol(slf)
+}
+
+/// `pause_reading()`.
+pub fn pause_reading<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let base = slf.get().base();
+    if !base.life(py, Lifecycle::pause_reading) {
+        return Ok(());
+    }
+    set_watching(slf, Direction::Read, false)?;
+    if base.debug(py) {
+        debug_log(slf, "pauses reading", None)?;
+    }
+    Ok(())
+}
+
+/// `resume_reading()`.
+pub fn resume_reading<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let base = slf.get().base();
+    if !base.life(py, Lifecycle::resume_reading) {
+        return Ok(());
+    }
+    set_watching(slf, Direction::Read, true)?;
+    if base.debug(py) {
+        debug_log(slf, "resumes reading", None)?;
+    }
+    Ok(())
+}
+
+/// The face's representation in asyncio's `_SelectorTransport` format.
+pub fn describe<T: Transport>(slf: &Bound<'_, T>, class_name: &str) -> String {
+    let py = slf.py();
+    let this = slf.get();
+    let base = this.base();
+    let (closed, closing, watching) = base.st.with(py, |s| {
+        (s.file.is_none(), s.life.is_closing(), s.life.watching())
+    });
+    let mut info = vec![class_name.to_string()];
+    if closed {
+        info.push("closed".into());
+    } else if closing {
+        info.push("closing".into());
+    }
+    info.push(format!("fd={}", base.fd));
+    if !closed && !base.lp(py).get().is_closed_now() {
+        let polling = |on: bool| if on { "polling" } else { "idle" };
+        info.push(format!("read={}", polling(watching.read)));
+        info.push(format!(
+            "write=<{}, bufsize={}>",
+            polling(watching.write),
+            this.queued(py)
+        ));
+    }
+    format!("<{}>", info.join(" "))
+}
+
+/// Adds the Python methods every transport kind shares to `$kind`, a type
+/// implementing [`Transport`]: closing and aborting, reading control, flow
+/// control, extra info, the protocol, and asyncio's private attributes.
+macro_rules! transport_methods {
+    ($kind:ty) => {
+        #[pyo3::pymethods]
+        impl $kind {
+            /// Attaches the transport (seen through `face`) and schedules
+            /// `connection_made`.
+            #[pyo3(signature = (face, waiter=None))]
+            fn _start(
+                slf: &pyo3::Bound<'_, Self>,
+                face: pyo3::Bound<'_, pyo3::PyAny>,
+                waiter: Option<pyo3::Bound<'_, pyo3::PyAny>>,
+            ) -> pyo3::PyResult<()> {
+                $crate::transports::base::start(slf, face, waiter)
+            }
+
+            /// Close after flushing buffered data; `connection_lost(None)`
+            /// follows.
+            fn close(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transports::base::close(slf)
+            }
+
+            /// Close at once, dropping buffered data; `connection_lost(None)`
+            /// follows.
+            fn abort(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                let none = slf.py().None().into_bound(slf.py());
+                $crate::transports::base::force_close(slf, none)
+            }
+
+            /// asyncio's `_force_close(exc)`.
+            fn _force_close(
+                slf: &pyo3::Bound<'_, Self>,
+                exc: pyo3::Bound<'_, pyo3::PyAny>,
+            ) -> pyo3::PyResult<()> {
+                $crate::transports::base::force_close(slf, exc)
+            }
+
+            fn _call_connection_lost(
+                slf: &pyo3::Bound<'_, Self>,
+                exc: pyo3::Bound<'_, pyo3::PyAny>,
+            ) -> pyo3::PyResult<()> {
+                $crate::transports::base::call_connection_lost(slf, exc)
+            }
+
+            fn is_closing(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transports::base::Transport::base(self).life(py, |l| l.is_closing())
+            }
+
+            fn is_reading(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transports::base::Transport::base(self).life(py, |l| l.is_reading())
+            }
+
+            /// Stop receiving until `resume_reading()`.
+            fn pause_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transports::base::pause_reading(slf)
+            }
+
+            /// Resume receiving after `pause_reading()`.
+            fn resume_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transports::base::resume_reading(slf)
+            }
+
+            fn get_write_buffer_size(&self, py: pyo3::Python<'_>) -> usize {
+                $crate::transports::base::Transport::queued(self, py)
+            }
+
+            fn get_write_buffer_limits(&self, py: pyo3::Python<'_>) -> (usize, usize) {
+                $crate::transports::base::Transport::base(self).limits(py)
+            }
+
+            /// Set the high and low water marks of the write buffer.
+            #[pyo3(signature = (high=None, low=None))]
+            fn set_write_buffer_limits(
+                slf: &pyo3::Bound<'_, Self>,
+                high: Option<pyo3::Bound<'_, pyo3::PyAny>>,
+                low: Option<pyo3::Bound<'_, pyo3::PyAny>>,
+            ) -> pyo3::PyResult<()> {
+                $crate::transports::base::set_write_buffer_limits(slf, high, low)
+            }
+
+            #[pyo3(signature = (name, default=None))]
+            fn get_extra_info(
+                &self,
+                py: pyo3::Python<'_>,
+                name: &pyo3::Bound<'_, pyo3::PyAny>,
+                default: Option<pyo3::Py<pyo3::PyAny>>,
+            ) -> pyo3::PyResult<pyo3::Py<pyo3::PyAny>> {
+                $crate::transports::base::Transport::base(self).extra_info(py, name, default)
+            }
+
+            fn get_protocol(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
+                $crate::transports::base::Transport::base(self).protocol(py)
+            }
+
+            fn set_protocol(
+                &self,
+                py: pyo3::Python<'_>,
+                protocol: &pyo3::Bound<'_, pyo3::PyAny>,
+            ) -> pyo3::PyResult<()> {
+                $crate::transports::base::Transport::protocol_changed(self, py, protocol)?;
+                $crate::transports::base::Transport::base(self).set_protocol(py, protocol);
+                Ok(())
+            }
+
+            /// The face's representation, asyncio style.
+            fn _describe(slf: &pyo3::Bound<'_, Self>, class_name: &str) -> String {
+                $crate::transports::base::describe(slf, class_name)
+            }
+
+            #[getter]
+            fn _sock(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
+                $crate::transports::base::Transport::base(self).file(py)
+            }
+
+            #[getter]
+            fn _sock_fd(&self) -> std::os::fd::RawFd {
+                $crate::transports::base::Transport::base(self).fd()
+            }
+
+            #[getter]
+            fn _loop(&self, py: pyo3::Python<'_>) -> pyo3::Py<$crate::loop_::Loop> {
+                $crate::transports::base::Transport::base(self)
+                    .lp(py)
+                    .clone()
+                    .unbind()
+            }
+
+            #[getter]
+            fn _protocol(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
+                $crate::transports::base::Transport::base(self).protocol(py)
+            }
+
+            #[getter]
+            fn _closing(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transports::base::Transport::base(self).life(py, |l| l.is_closing())
+            }
+
+            #[getter]
+            fn _conn_lost(&self, py: pyo3::Python<'_>) -> u32 {
+                $crate::transports::base::Transport::base(self).life(py, |l| l.conn_lost())
+            }
+
+            #[getter]
+            fn _protocol_paused(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transports::base::Transport::base(self).protocol_paused(py)
+            }
+
+            #[getter]
+            fn _extra(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::types::PyDict>> {
+                $crate::transports::base::Transport::base(self).extra(py)
+            }
+
+            #[getter]
+            fn _face(slf: &pyo3::Bound<'_, Self>) -> pyo3::Py<pyo3::PyAny> {
+                $crate::transports::base::face(slf).unbind()
+            }
+        }
+    };
+}
