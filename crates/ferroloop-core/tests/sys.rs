@@ -55,3 +55,9 @@ fn errors_keep_errno() {
     pipe::close(r).unwrap();
     pipe::close(w).unwrap();
 }
+
+#[test]
+fn strerror_gives_the_c_library_text() {
+    assert_eq!(sys::strerror(libc::EPIPE), "Broken pipe");
+    assert_eq!(sys::strerror(libc::ENOENT), "No such file or directory");
+}

@@ -6,8 +6,9 @@
 //! constructor turns into the matching subclass (`FileNotFoundError`,
 //! `BlockingIOError`, ...), with `.errno` and `.strerror` set.
 
-use std::ffi::CStr;
 use std::io;
+
+use ferroloop_core::sys::strerror;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit};
 use pyo3::{PyErr, PyResult, Python};
@@ -32,21 +33,6 @@ pub fn unless_interrupt<T>(
         Err(err) if !is_interrupt(py, &err) => handle(err),
         other => other,
     }
-}
-
-/// The text `os.strerror(code)` gives.
-pub fn strerror(code: i32) -> String {
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: `buf` is writable for its whole length; the XSI strerror_r
-    // NUL-terminates what it writes on success.
-    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return format!("Unknown error {code}");
-    }
-    // SAFETY: strerror_r succeeded, so `buf` holds a NUL-terminated string.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// `OSError(errno, strerror)` for an OS error, a plain `OSError` otherwise.

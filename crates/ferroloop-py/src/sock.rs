@@ -107,12 +107,12 @@ fn send_raw(py: Python<'_>, fd: RawFd, data: &[u8]) -> PyResult<Option<usize>> {
 /// handlers, as `socket.socket` does), `None` if it would block, otherwise
 /// the error as an `OSError`.
 fn interpret(py: Python<'_>, err: io::Error) -> PyResult<Option<()>> {
-    match err.raw_os_error() {
-        Some(libc::EINTR) => {
+    match err.kind() {
+        io::ErrorKind::Interrupted => {
             py.check_signals()?;
             Ok(Some(()))
         }
-        Some(code) if code == libc::EAGAIN || code == libc::EWOULDBLOCK => Ok(None),
+        io::ErrorKind::WouldBlock => Ok(None),
         _ => Err(os_error(err)),
     }
 }

@@ -14,6 +14,7 @@
 //! borrow checker already guarantees, except for [`socket::recv_raw`], which
 //! is for writing into memory Rust does not own (a Python buffer).
 
+use std::ffi::CStr;
 use std::io;
 
 pub mod pipe;
@@ -46,6 +47,21 @@ pub fn would_block(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
+}
+
+/// The text `os.strerror(code)` gives for an `errno` value.
+pub fn strerror(code: i32) -> String {
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: `buf` is writable for its whole length; the XSI strerror_r
+    // NUL-terminates what it writes on success.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
+    if rc != 0 {
+        return format!("Unknown error {code}");
+    }
+    // SAFETY: strerror_r succeeded, so `buf` holds a NUL-terminated string.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Converts slices to the `iovec`s of a vectored system call.
