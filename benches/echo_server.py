@@ -1,6 +1,8 @@
 """A benchmark server: `python benches/echo_server.py LOOP MODE ADDRESS`.
 
-LOOP is ferroloop, asyncio, uvloop or rloop; MODE is protocol (an echo
+LOOP is ferroloop, asyncio, uvloop, rloop, or baseline (ferroloop built from
+another commit by ``benches/build-baseline``, found in the directory named by
+``$FERROLOOP_BASELINE``); MODE is protocol (an echo
 ``asyncio.Protocol``), streams (``asyncio.start_server`` reader/writer echo),
 sock (``loop.sock_*`` echo) or http (an HTTP/1.1 keep-alive server on
 httptools); ADDRESS is ``host:port`` or ``unix:/path``. Prints ``ready`` once
@@ -23,6 +25,11 @@ def new_loop(name):
         return ferroloop.new_event_loop()
     if name == "asyncio":
         return asyncio.SelectorEventLoop()
+    if name == "baseline":
+        sys.path.insert(0, os.environ["FERROLOOP_BASELINE"])
+        import ferroloop_base
+
+        return ferroloop_base.new_event_loop()
     module = __import__(name)
     return module.new_event_loop()
 

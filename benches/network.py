@@ -17,6 +17,9 @@ is the server's VmHWM. Ratios are peer / ferroloop, so above 1 means
 ferroloop uses less CPU per message; they are paired per repeat and the
 median is shown. Needs the Rust binaries (`cargo build --release -p
 ferroloop-bench`), httptools and wrk (`./benches/run network` installs them).
+``--baseline DIR`` adds ferroloop as built from another commit by
+``benches/build-baseline REV`` (server ``baseline``), to measure a change
+before and after in one run.
 """
 
 import argparse
@@ -154,6 +157,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--only", action="append")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--baseline", metavar="DIR", help="also run ferroloop_base from DIR (benches/build-baseline)")
     args = parser.parse_args()
     for tool in (LOADGEN, RUST_SERVER):
         if not tool.exists():
@@ -162,6 +166,9 @@ def main():
         print("wrk is not installed: the http row is skipped", file=sys.stderr)
 
     loops = available_loops()
+    if args.baseline:
+        os.environ["FERROLOOP_BASELINE"] = os.path.abspath(args.baseline)
+        loops.append("baseline")
     rows = [r for r in ROWS if not args.only or r[0] in args.only]
     if shutil.which("wrk") is None:
         rows = [r for r in rows if r[1] != "http"]

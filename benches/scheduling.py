@@ -10,6 +10,11 @@ order, so that each repeat yields a paired ratio (peer time / ferroloop time:
 above 1 means ferroloop is faster). The table shows the median throughput of
 each loop and the median of the paired ratios. uvloop and rloop are optional
 (``pip install uvloop rloop``); missing peers are reported and skipped.
+
+``--baseline DIR`` adds a loop named ``baseline``: ferroloop as built from
+another commit by ``benches/build-baseline REV`` (a package
+``ferroloop_base`` in DIR), paired with the others in the same run, to
+measure a change before and after.
 """
 
 import argparse
@@ -286,7 +291,13 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", action="append", help="run only these rows (repeatable)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--baseline", metavar="DIR", help="also run ferroloop_base from DIR (benches/build-baseline)")
     args = parser.parse_args()
+    if args.baseline:
+        sys.path.insert(0, args.baseline)
+        import ferroloop_base
+
+        LOOPS["baseline"] = ferroloop_base.new_event_loop
 
     rows = [b for b in BENCHMARKS if not args.only or b[0] in args.only]
     peers = [name for name in LOOPS if name != "ferroloop"]

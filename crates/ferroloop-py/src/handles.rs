@@ -45,7 +45,7 @@
 //! heap), and the loop lends its free lists through [`HandlePool`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::mem::ManuallyDrop;
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -65,7 +65,10 @@ use crate::py_refs;
 
 /// What a handle knows of the loop that made it, shared by the loop and all
 /// its handles. It holds no strong reference to a Python object that could
-/// reach a handle, so sharing it creates no cycle.
+/// reach a handle, so sharing it creates no cycle. It is a (frozen) Python
+/// object rather than an `Arc` so that sharing it costs a plain reference
+/// count increment, not an atomic one, per new handle.
+#[pyclass(module = "ferroloop._core", name = "LoopLink", frozen)]
 pub struct LoopLink {
     /// Weak reference to the loop object (`Handle._loop`); weak so that
     /// queued handles do not form cycles with their loop. Set when the first
@@ -116,7 +119,7 @@ impl LoopLink {
 /// of empty handles (see "Reuse" above).
 pub trait HandleOwner: PyClass<Frozen = True> + Sync {
     /// The link to give new handles.
-    fn link(&self) -> &Arc<LoopLink>;
+    fn link(&self) -> &Py<LoopLink>;
     /// An empty handle (`timer`: a `TimerHandle`) to reuse, if any.
     fn reusable(&self, py: Python<'_>, timer: bool) -> Option<Py<Handle>>;
     /// Keeps an empty handle for reuse; hands it back if it cannot.
@@ -172,8 +175,8 @@ impl Inner {
 pub struct Handle {
     inner: GilCell<Inner>,
     /// The loop that created the handle (for `_loop`, `cancel` in debug mode
-    /// and timer accounting).
-    link: Arc<LoopLink>,
+    /// and timer accounting). Released in `Drop`.
+    link: ManuallyDrop<Py<LoopLink>>,
     cancelled: AtomicBool,
     /// Deadline of a timer as the bits of an f64 (NaN for plain handles);
     /// atomic only so that a reused timer can be given a new one.
@@ -186,8 +189,11 @@ impl Drop for Handle {
     fn drop(&mut self) {
         let inner = std::mem::take(self.inner.get_mut());
         // SAFETY: a handle is dropped only with the GIL held, and `&mut self`
-        // excludes any borrow.
-        unsafe { inner.release() }
+        // excludes any borrow; the `ManuallyDrop` field is not used after.
+        unsafe {
+            inner.release();
+            decref(ManuallyDrop::take(&mut self.link).into_any());
+        }
     }
 }
 
@@ -257,10 +263,10 @@ impl Handle {
 
     fn build<O: HandleOwner>(owner: &Bound<'_, O>, inner: Inner, when: f64) -> PyResult<Self> {
         let link = owner.get().link();
-        link.init(owner.as_any())?;
+        link.get().init(owner.as_any())?;
         Ok(Handle {
             inner: GilCell::new(inner),
-            link: Arc::clone(link),
+            link: ManuallyDrop::new(link.clone_ref(owner.py())),
             cancelled: AtomicBool::new(false),
             when: AtomicU64::new(when.to_bits()),
             scheduled: AtomicBool::new(false),
@@ -437,7 +443,7 @@ impl Handle {
         if this.cancelled.swap(true, Relaxed) {
             return Ok(());
         }
-        if this.link.debug.load(Relaxed) {
+        if this.link.get().debug.load(Relaxed) {
             let repr = slf.repr()?.into_any().unbind();
             let old = this.inner.with(py, |i| i.repr.replace(repr));
             drop(old);
@@ -537,7 +543,7 @@ impl Handle {
 
     #[getter]
     fn _loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.link.loop_object(py)
+        self.link.get().loop_object(py)
     }
 
     #[getter]
@@ -601,7 +607,7 @@ impl TimerHandle {
         let handle = base.get();
         if !handle.is_cancelled() && handle.is_scheduled() {
             // Still in the loop's heap: counted for its compaction.
-            handle.link.note_cancelled_timer();
+            handle.link.get().note_cancelled_timer();
         }
         Handle::cancel_handle(base)
     }

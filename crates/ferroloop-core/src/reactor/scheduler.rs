@@ -17,7 +17,9 @@
 //!
 //! [`Scheduler::plan`] does 1 to 3, [`Scheduler::collect_due`] does 5 and
 //! returns the count for 6. The clock is a parameter, so that tests control
-//! time. Removed timers are returned, never dropped here (see
+//! time; it is read only when a timer makes the reading matter (reading it
+//! costs a system call's worth of time, and a busy loop turns millions of
+//! times a second). Removed timers are returned, never dropped here (see
 //! [`TimerQueue`]).
 
 use std::collections::VecDeque;
@@ -56,16 +58,21 @@ impl<R, T> Default for Scheduler<R, T> {
 }
 
 impl<R, T: TimerEntry> Scheduler<R, T> {
-    /// Steps 1 to 3 of a turn at time `now`. `stopping`: the loop stops after
-    /// this turn. `watching`: descriptors (or signals) are watched, so the
-    /// poll cannot be skipped.
-    pub fn plan(&mut self, now: f64, stopping: bool, watching: bool) -> TurnPlan<T> {
+    /// Steps 1 to 3 of a turn; `now` reads the clock. `stopping`: the loop
+    /// stops after this turn. `watching`: descriptors (or signals) are
+    /// watched, so the poll cannot be skipped.
+    pub fn plan(
+        &mut self,
+        now: impl FnOnce() -> f64,
+        stopping: bool,
+        watching: bool,
+    ) -> TurnPlan<T> {
         let pruned = self.timers.prune();
         let timeout = if !self.ready.is_empty() || stopping {
             Some(Duration::ZERO)
         } else {
             self.timers.next_when().map(|when| {
-                Duration::from_secs_f64((when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
+                Duration::from_secs_f64((when - now()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
             })
         };
         let poll = timeout != Some(Duration::ZERO) || watching;
@@ -76,13 +83,18 @@ impl<R, T: TimerEntry> Scheduler<R, T> {
         }
     }
 
-    /// Step 5: moves every timer due before `end_time` to the ready queue
+    /// Step 5: moves every timer due before `end_time()` to the ready queue
     /// (converted by `ready`), then returns how many items are ready: the
     /// number step 6 runs. The timers are not inspected when moved (with
     /// many timers they are cold in the cache); the caller settles their
     /// bookkeeping when it runs them.
-    pub fn collect_due(&mut self, end_time: f64, mut ready: impl FnMut(T) -> R) -> usize {
+    pub fn collect_due(
+        &mut self,
+        end_time: impl FnOnce() -> f64,
+        mut ready: impl FnMut(T) -> R,
+    ) -> usize {
         if !self.timers.is_empty() {
+            let end_time = end_time();
             while let Some(timer) = self.timers.pop_due(end_time) {
                 self.ready.push_back(ready(timer));
             }

@@ -31,7 +31,6 @@ mod turn;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 use ferroloop_core::reactor::free_list::FreeList;
 use ferroloop_core::reactor::registry::{Registry, FOREIGN_TOKEN};
@@ -158,7 +157,7 @@ impl State {
 pub struct Loop {
     state: GilCell<State>,
     /// What the loop shares with its handles (debug flag, weak reference).
-    link: Arc<LoopLink>,
+    link: Py<LoopLink>,
     poller: Poller,
     self_pipe: SelfPipe,
     closed: AtomicBool,
@@ -171,7 +170,7 @@ pub struct Loop {
 }
 
 impl HandleOwner for Loop {
-    fn link(&self) -> &Arc<LoopLink> {
+    fn link(&self) -> &Py<LoopLink> {
         &self.link
     }
 
@@ -204,7 +203,7 @@ impl HandleOwner for Loop {
 impl Loop {
     #[inline]
     pub(crate) fn debug(&self) -> bool {
-        self.link.debug.load(Relaxed)
+        self.link.get().debug.load(Relaxed)
     }
 
     #[inline]
@@ -256,7 +255,7 @@ impl Loop {
             .map_err(os_error)?;
         Ok(Loop {
             state: GilCell::new(State::default()),
-            link: Arc::default(),
+            link: Py::new(_args.py(), LoopLink::default())?,
             poller,
             self_pipe,
             closed: AtomicBool::new(false),
@@ -483,7 +482,7 @@ impl Loop {
             .cast::<Handle>()
             .is_ok_and(|h| h.get().is_scheduled())
         {
-            self.link.note_cancelled_timer();
+            self.link.get().note_cancelled_timer();
         }
     }
 
@@ -534,7 +533,7 @@ impl Loop {
     #[getter]
     fn _timer_cancelled_count(&self, py: Python<'_>) -> usize {
         self.state.with(py, |s| {
-            s.sync_cancelled_timers(&self.link);
+            s.sync_cancelled_timers(self.link.get());
             s.sched.timers.cancelled_count()
         })
     }

@@ -121,9 +121,9 @@ impl Loop {
 
         let stopping = this.stopping.load(Relaxed);
         let plan = this.state.with(py, |s| {
-            s.sync_cancelled_timers(&this.link);
+            s.sync_cancelled_timers(this.link.get());
             let watching = !s.registry.is_empty() || s.signals_active;
-            s.sched.plan(monotonic(), stopping, watching)
+            s.sched.plan(monotonic, stopping, watching)
         });
         for Timer(handle) in plan.pruned {
             handle.get().set_unscheduled();
@@ -138,7 +138,7 @@ impl Loop {
         // run.
         let ntodo = this.state.with(py, |s| {
             s.sched
-                .collect_due(monotonic() + CLOCK_RESOLUTION, |Timer(h)| Ready::Handle(h))
+                .collect_due(|| monotonic() + CLOCK_RESOLUTION, |Timer(h)| Ready::Handle(h))
         });
         for _ in 0..ntodo {
             let Some(item) = this.state.with(py, |s| s.sched.ready.pop_front()) else {
@@ -166,7 +166,7 @@ impl Loop {
             if h.is_cancelled() {
                 // Counted as a cancelled heap entry when cancelled.
                 this.state.with(py, |s| {
-                    s.sync_cancelled_timers(&this.link);
+                    s.sync_cancelled_timers(this.link.get());
                     s.sched.timers.forget_cancelled();
                 });
             }
@@ -319,7 +319,7 @@ impl Loop {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.link.debug.store(enabled.is_truthy()?, Relaxed);
+        this.link.get().debug.store(enabled.is_truthy()?, Relaxed);
         if this.running() {
             let callback = slf.getattr(intern!(py, "_set_coroutine_origin_tracking"))?;
             let args = PyTuple::new(py, [enabled])?;
