@@ -22,12 +22,10 @@ import warnings
 
 from asyncio import base_events, coroutines, events, format_helpers, futures, tasks
 
-from . import _core
+from . import _compat, _core
 from ._net import NetworkMixin
 
 __all__ = ("Loop",)
-
-_PY312 = sys.version_info >= (3, 12)
 
 
 def _register_task_step_type():
@@ -35,7 +33,7 @@ def _register_task_step_type():
     schedules for each step (``Loop.call_soon_task_step`` queues those
     without a handle). ``_asyncio`` does not export the type: a ``Task`` is
     made on a stand-in loop, which records what its first step is."""
-    c_task = getattr(tasks, "_CTask", None)
+    c_task = _compat.C_TASK
     if c_task is None:
         return
     seen = []
@@ -200,7 +198,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
-    if sys.version_info >= (3, 13):
+    if _compat.CREATE_TASK_TAKES_KWARGS:
 
         def create_task(self, coro, **kwargs):
             """Schedule a coroutine as a Task; keyword arguments (name,
@@ -257,7 +255,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
-    if _PY312:
+    if _compat.SHUTDOWN_EXECUTOR_TAKES_TIMEOUT:
 
         async def shutdown_default_executor(self, timeout=None):
             """Shut the default executor down, waiting at most ``timeout``
@@ -354,10 +352,10 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
                 _logger().error("Exception in default exception handler", exc_info=True)
             return
         try:
-            run_in = _handler_context(context) if _PY312 else None
+            run_in = _handler_context(context) if _compat.HANDLER_RUNS_IN_CONTEXT else None
             if run_in is not None:
-                # Python 3.12+: the handler runs in the context of the task,
-                # future or handle the report is about.
+                # As asyncio 3.12+: the handler runs in the context of the
+                # task, future or handle the report is about.
                 run_in.run(handler, self, context)
             else:
                 handler(self, context)

@@ -24,16 +24,11 @@ import warnings
 
 from asyncio import base_events, constants, exceptions, staggered, tasks, transports, trsock
 
-from . import _core
-
-try:
-    import ssl as _ssl
-except ImportError:  # pragma: no cover - Python built without ssl
-    _ssl = None
+from . import _compat, _core
 
 __all__ = ("NetworkMixin", "SocketTransport")
 
-_HAS_IPV6 = hasattr(socket, "AF_INET6")
+_HAS_IPV6 = _compat.HAS_IPV6
 _SENDFILE_FALLBACK_BLOCK = 16384
 
 
@@ -157,7 +152,7 @@ def _call_method(obj, name, *args):
 
 
 def _check_ssl_socket(sock):
-    if _ssl is not None and isinstance(sock, _ssl.SSLSocket):
+    if _compat.ssl is not None and isinstance(sock, _compat.ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
@@ -511,8 +506,8 @@ class NetworkMixin:
         return transport, protocol
 
     def _check_connection_kwargs(self, kwargs):
-        # Keyword arguments of newer Python versions (all_errors in 3.12).
-        if sys.version_info >= (3, 12) and set(kwargs) <= {"all_errors"}:
+        # Keyword arguments of newer asyncio versions (all_errors in 3.12).
+        if _compat.CREATE_CONNECTION_TAKES_ALL_ERRORS and set(kwargs) <= {"all_errors"}:
             if kwargs.get("all_errors"):
                 raise NotImplementedError("ferroloop does not implement create_connection(all_errors=True) yet")
             return

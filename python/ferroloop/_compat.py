@@ -1,0 +1,79 @@
+"""What differs between the Python versions and builds ferroloop runs on.
+
+Every difference is a feature probed once, here, on the running asyncio
+(signatures, attributes), never a comparison of version numbers: asyncio
+changes between patch releases too (``create_task`` took ``**kwargs`` in a
+3.13 bug-fix release, not in 3.13.0). The package imports this module first;
+no other module looks at ``sys.version_info``.
+
+Each probe says what it detects and where asyncio differs (as of 3.11.7,
+3.12.1 and 3.13.0, the versions ferroloop is tested on).
+"""
+
+import asyncio
+import inspect
+import socket
+from asyncio import base_events, tasks
+
+__all__ = (
+    "CREATE_TASK_TAKES_KWARGS",
+    "SHUTDOWN_EXECUTOR_TAKES_TIMEOUT",
+    "CREATE_CONNECTION_TAKES_ALL_ERRORS",
+    "RUN_TAKES_LOOP_FACTORY",
+    "SERVER_ATTACH_TAKES_TRANSPORT",
+    "HANDLER_RUNS_IN_CONTEXT",
+    "C_TASK",
+    "HAS_IPV6",
+    "ssl",
+)
+
+
+def _parameters(function):
+    return inspect.signature(function).parameters
+
+
+# ``loop.create_task(coro, **kwargs)`` passes keywords it does not know
+# (``eager_start`` and whatever comes next) through to the Task or the task
+# factory. False on 3.11, 3.12 and 3.13.0, whose ``create_task(coro, *,
+# name=None, context=None)`` the native ``Loop.create_task`` implements; True
+# on 3.14 and on later 3.13 bug-fix releases (gh-128307, gh-133745), where
+# ``ferroloop.Loop.create_task`` forwards every keyword.
+CREATE_TASK_TAKES_KWARGS = any(
+    p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(asyncio.BaseEventLoop.create_task).values()
+)
+
+# ``loop.shutdown_default_executor(timeout=None)``: 3.12 and later; 3.11's
+# takes no argument.
+SHUTDOWN_EXECUTOR_TAKES_TIMEOUT = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
+
+# ``loop.create_connection(..., all_errors=False)``: 3.12 and later.
+CREATE_CONNECTION_TAKES_ALL_ERRORS = "all_errors" in _parameters(asyncio.BaseEventLoop.create_connection)
+
+# ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
+# on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.
+RUN_TAKES_LOOP_FACTORY = "loop_factory" in _parameters(asyncio.run)
+
+# ``asyncio.Server._attach(transport)`` / ``_detach(transport)``: the server
+# tracks its transports from 3.13 on (3.13.0 included); 3.11 and 3.12 only
+# count them (``_attach()``). Named for the native transports, which call
+# these when a connection is made and lost.
+SERVER_ATTACH_TAKES_TRANSPORT = len(_parameters(base_events.Server._attach)) > 1
+
+# ``call_exception_handler`` runs a custom handler in the ``contextvars``
+# context of the task, future or handle the report is about (gh-96704),
+# which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
+# handler runs in the caller's context.
+HANDLER_RUNS_IN_CONTEXT = hasattr(asyncio.Task, "get_context")
+
+# asyncio's C ``Task`` (``_asyncio``), or None on a build without the
+# accelerator module. Every Python ferroloop supports has it on CPython.
+C_TASK = getattr(tasks, "_CTask", None)
+
+# IPv6 sockets: absent on a platform built without them.
+HAS_IPV6 = hasattr(socket, "AF_INET6")
+
+# The ``ssl`` module, or None on a Python built without OpenSSL.
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without ssl
+    ssl = None
