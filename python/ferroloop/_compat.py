@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import socket
 from asyncio import base_events, tasks
+from collections.abc import Callable, Mapping
 
 __all__ = (
     "CREATE_TASK_TAKES_KWARGS",
@@ -28,7 +29,7 @@ __all__ = (
 )
 
 
-def _parameters(function):
+def _parameters(function: Callable[..., object]) -> Mapping[str, inspect.Parameter]:
     return inspect.signature(function).parameters
 
 
@@ -38,42 +39,42 @@ def _parameters(function):
 # name=None, context=None)`` the native ``Loop.create_task`` implements; True
 # on 3.14 and on later 3.13 bug-fix releases (gh-128307, gh-133745), where
 # ``ferroloop.Loop.create_task`` forwards every keyword.
-CREATE_TASK_TAKES_KWARGS = any(
+CREATE_TASK_TAKES_KWARGS: bool = any(
     p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(asyncio.BaseEventLoop.create_task).values()
 )
 
 # ``loop.shutdown_default_executor(timeout=None)``: 3.12 and later; 3.11's
 # takes no argument.
-SHUTDOWN_EXECUTOR_TAKES_TIMEOUT = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
+SHUTDOWN_EXECUTOR_TAKES_TIMEOUT: bool = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
 
 # ``loop.create_connection(..., all_errors=False)``: 3.12 and later.
-CREATE_CONNECTION_TAKES_ALL_ERRORS = "all_errors" in _parameters(asyncio.BaseEventLoop.create_connection)
+CREATE_CONNECTION_TAKES_ALL_ERRORS: bool = "all_errors" in _parameters(asyncio.BaseEventLoop.create_connection)
 
 # ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
 # on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.
-RUN_TAKES_LOOP_FACTORY = "loop_factory" in _parameters(asyncio.run)
+RUN_TAKES_LOOP_FACTORY: bool = "loop_factory" in _parameters(asyncio.run)
 
 # ``asyncio.Server._attach(transport)`` / ``_detach(transport)``: the server
 # tracks its transports from 3.13 on (3.13.0 included); 3.11 and 3.12 only
 # count them (``_attach()``). Named for the native transports, which call
 # these when a connection is made and lost.
-SERVER_ATTACH_TAKES_TRANSPORT = len(_parameters(base_events.Server._attach)) > 1
+SERVER_ATTACH_TAKES_TRANSPORT: bool = len(_parameters(base_events.Server._attach)) > 1  # type: ignore[attr-defined]
 
 # ``call_exception_handler`` runs a custom handler in the ``contextvars``
 # context of the task, future or handle the report is about (gh-96704),
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
-HANDLER_RUNS_IN_CONTEXT = hasattr(asyncio.Task, "get_context")
+HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
 
 # asyncio's C ``Task`` (``_asyncio``), or None on a build without the
 # accelerator module. Every Python ferroloop supports has it on CPython.
-C_TASK = getattr(tasks, "_CTask", None)
+C_TASK: type | None = getattr(tasks, "_CTask", None)
 
 # IPv6 sockets: absent on a platform built without them.
-HAS_IPV6 = hasattr(socket, "AF_INET6")
+HAS_IPV6: bool = hasattr(socket, "AF_INET6")
 
 # The ``ssl`` module, or None on a Python built without OpenSSL.
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without ssl
-    ssl = None
+    ssl = None  # type: ignore[assignment]

@@ -25,15 +25,12 @@ import warnings
 from asyncio import base_events, constants, exceptions, staggered, tasks, transports, trsock
 
 from . import _compat, _core
+from ._hooks import logger
 
 __all__ = ("NetworkMixin", "SocketTransport")
 
 _HAS_IPV6 = _compat.HAS_IPV6
 _SENDFILE_FALLBACK_BLOCK = 16384
-
-
-def _logger():
-    return base_events.logger
 
 
 class SocketTransport(transports.Transport):
@@ -340,15 +337,15 @@ class NetworkMixin:
             if value:
                 parts.append(f"{name}={value!r}")
         what = ", ".join(parts)
-        _logger().debug("Get address info %s", what)
+        logger().debug("Get address info %s", what)
         t0 = self.time()
         infos = socket.getaddrinfo(host, port, family, type, proto, flags)
         dt = self.time() - t0
         message = f"Getting address info {what} took {dt * 1e3:.3f}ms: {infos!r}"
         if dt >= self.slow_callback_duration:
-            _logger().info(message)
+            logger().info(message)
         else:
-            _logger().debug(message)
+            logger().debug(message)
         return infos
 
     async def getnameinfo(self, sockaddr, flags=0):
@@ -495,7 +492,7 @@ class NetworkMixin:
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         if self.get_debug():
-            _logger().debug(
+            logger().debug(
                 "%r connected to %s:%r: (%r, %r)",
                 transport.get_extra_info("socket"),
                 host,
@@ -585,7 +582,7 @@ class NetworkMixin:
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         if self.get_debug():
-            _logger().debug("%r handled: (%r, %r)", transport.get_extra_info("socket"), transport, protocol)
+            logger().debug("%r handled: (%r, %r)", transport.get_extra_info("socket"), transport, protocol)
         return transport, protocol
 
     # -- servers -------------------------------------------------------------
@@ -651,7 +648,7 @@ class NetworkMixin:
                         sock = socket.socket(af, socktype, proto)
                     except OSError:
                         if self.get_debug():
-                            _logger().warning(
+                            logger().warning(
                                 "create_server() failed to create socket.socket(%r, %r, %r)",
                                 af,
                                 socktype,
@@ -697,7 +694,7 @@ class NetworkMixin:
             # One turn, so that the listening sockets are registered.
             await tasks.sleep(0)
         if self.get_debug():
-            _logger().info("%r is serving", server)
+            logger().info("%r is serving", server)
         return server
 
     async def create_unix_server(
@@ -738,7 +735,7 @@ class NetworkMixin:
                 except FileNotFoundError:
                     pass
                 except OSError as err:
-                    _logger().error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+                    logger().error("Unable to check or remove stale UNIX socket %r: %r", path, err)
             try:
                 sock.bind(path)
             except OSError as exc:
@@ -805,7 +802,7 @@ class NetworkMixin:
             try:
                 conn, addr = sock.accept()
                 if self.get_debug():
-                    _logger().debug("%r got a new connection from %r: %r", server, addr, conn)
+                    logger().debug("%r got a new connection from %r: %r", server, addr, conn)
                 conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
