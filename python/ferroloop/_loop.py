@@ -6,7 +6,8 @@ module adds, on the Python subclass, what runs once per program or only on
 error paths and is clearer in Python: ``run_until_complete``, the exception
 handler, executors, ``shutdown_asyncgens`` and signal handlers. The
 functions the native code calls for debug mode and error reports are in
-``_hooks``; the networking methods come from the mixins of ``_net``.
+``_hooks``; the networking methods come from the mixins of ``_connect``,
+``_server``, ``_sock``, ``_sendfile`` and ``_dns``.
 
 Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
 running Python version; differences are documented where they exist.
@@ -24,8 +25,12 @@ import warnings
 from asyncio import coroutines, events, futures, tasks
 
 from . import _compat, _core
+from ._connect import ConnectMixin
+from ._dns import DnsMixin
 from ._hooks import _check_callback, _set_result_unless_cancelled, logger
-from ._net import NetworkMixin
+from ._sendfile import SendfileMixin
+from ._server import ServerMixin
+from ._sock import SockMixin
 
 __all__ = ("Loop",)
 
@@ -85,8 +90,17 @@ def _noop_signal_handler(signum, frame):
     the signal number to the wake-up descriptor."""
 
 
-class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
-    """An asyncio event loop implemented in Rust."""
+class Loop(
+    _core.Loop,
+    ConnectMixin,
+    ServerMixin,
+    SockMixin,
+    SendfileMixin,
+    DnsMixin,
+    asyncio.AbstractEventLoop,
+):
+    """An asyncio event loop implemented in Rust; the networking methods
+    come from one mixin per feature."""
 
     # Defaults for a loop whose __init__ did not run (close() and __del__
     # must still work on it).
