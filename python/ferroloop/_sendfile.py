@@ -3,6 +3,7 @@ the socket allow it, otherwise (with ``fallback``) reading blocks in the
 default executor and sending them."""
 
 import errno
+import functools
 import io
 import os
 import socket
@@ -17,9 +18,25 @@ __all__ = ("SendfileMixin",)
 _SENDFILE_FALLBACK_BLOCK = 16384
 
 
+class _SockSink:
+    """Where ``sock_sendfile``'s fallback sends its blocks: the socket, with
+    ``sock_sendall``."""
+
+    def __init__(self, loop, sock):
+        self._loop = loop
+        self._sock = sock
+
+    async def send(self, data):
+        await self._loop.sock_sendall(self._sock, data)
+
+    async def restore(self):
+        """Nothing to undo."""
+
+
 class _SendfileFallbackProtocol:
-    """Temporarily replaces a transport's protocol while the sendfile
-    fallback writes, so that flow control can be awaited."""
+    """Where ``sendfile``'s fallback sends its blocks: the transport. It
+    temporarily replaces the transport's protocol while the fallback
+    writes, so that flow control can be awaited."""
 
     def __init__(self, transport):
         self._transport = transport
@@ -40,6 +57,10 @@ class _SendfileFallbackProtocol:
         if fut is None:
             return
         await fut
+
+    async def send(self, data):
+        await self.drain()
+        self._transport.write(data)
 
     def connection_made(self, transport):
         raise RuntimeError("Invalid state: connection should have been established already.")
@@ -163,27 +184,9 @@ class SendfileMixin:
                 os.lseek(fileno, state["offset"], os.SEEK_SET)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE) if count else constants.SENDFILE_FALLBACK_READBUFFER_SIZE
-        buf = bytearray(blocksize)
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = min(count - total_sent, blocksize)
-                    if blocksize <= 0:
-                        break
-                view = memoryview(buf)[:blocksize]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    break
-                await self.sock_sendall(sock, view[:read])
-                total_sent += read
-            return total_sent
-        finally:
-            if total_sent > 0 and hasattr(file, "seek"):
-                file.seek(offset + total_sent)
+        return await self._sendfile_by_blocks(
+            file, offset, count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE, functools.partial(_SockSink, self, sock)
+        )
 
     async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
         """Send ``file`` over ``transport``; return the number of bytes sent."""
@@ -219,12 +222,24 @@ class SendfileMixin:
                 transport.resume_reading()
 
     async def _sendfile_fallback(self, transport, file, offset, count):
+        return await self._sendfile_by_blocks(
+            file, offset, count, _SENDFILE_FALLBACK_BLOCK, functools.partial(_SendfileFallbackProtocol, transport)
+        )
+
+    async def _sendfile_by_blocks(self, file, offset, count, max_block, open_sink):
+        """The fallback of ``sock_sendfile`` and ``sendfile``: read ``file``
+        from ``offset`` in blocks of at most ``max_block`` bytes, in the
+        default executor, and send each with ``await sink.send(block)``
+        until ``count`` bytes (or the whole file) are sent; return how many
+        were. ``open_sink()`` makes the sink once the file is positioned.
+        On the way out the file is left just past the bytes sent, then
+        ``sink.restore()`` undoes what the sink changed."""
         if offset:
             file.seek(offset)
-        blocksize = min(count, _SENDFILE_FALLBACK_BLOCK) if count else _SENDFILE_FALLBACK_BLOCK
+        blocksize = min(count, max_block) if count else max_block
         buf = bytearray(blocksize)
         total_sent = 0
-        proto = _SendfileFallbackProtocol(transport)
+        sink = open_sink()
         try:
             while True:
                 if count:
@@ -235,10 +250,9 @@ class SendfileMixin:
                 read = await self.run_in_executor(None, file.readinto, view)
                 if not read:
                     return total_sent
-                await proto.drain()
-                transport.write(view[:read])
+                await sink.send(view[:read])
                 total_sent += read
         finally:
             if total_sent > 0 and hasattr(file, "seek"):
                 file.seek(offset + total_sent)
-            await proto.restore()
+            await sink.restore()
