@@ -2,9 +2,11 @@
 
 import asyncio
 import errno
+import io
 import os
 import socket
 import struct
+import sys
 import tempfile
 from unittest import mock
 
@@ -432,9 +434,14 @@ def test_happy_eyeballs(loop):
     loop.run_until_complete(main())
 
 
-@pytest.fixture
-def data_file():
+@pytest.fixture(params=["regular file", "no descriptor"])
+def data_file(request):
+    """A file of random bytes: a regular file (sent with os.sendfile), or
+    one without a descriptor (read and sent by the fallback)."""
     data = os.urandom(300_000)
+    if request.param == "no descriptor":
+        yield io.BytesIO(data), data
+        return
     with tempfile.TemporaryFile() as f:
         f.write(data)
         f.seek(0)
@@ -484,6 +491,39 @@ def test_loop_sendfile_on_a_transport(loop, data_file):
         transport.close()
         server.close()
         await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_sendfile_fallback_waits_for_the_write_buffer_and_restores_the_protocol(loop_kind, loop, pair):
+    # A file without a descriptor, sent to a peer that reads nothing at
+    # first: the fallback waits for the transport's buffer to drain.
+    if loop_kind == "asyncio" and sys.version_info >= (3, 12):
+        pytest.xfail(
+            "asyncio 3.12+ transports queue the memoryview they are given (gh-91166), "
+            "and its sendfile fallback then reads the next block into the queued buffer"
+        )
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    data = os.urandom(1_000_000)
+    f = io.BytesIO(data)
+
+    async def main():
+        transport, protocol = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        transport.set_write_buffer_limits(high=4096, low=1024)
+        send = asyncio.ensure_future(loop.sendfile(transport, f, offset=10, count=900_000))
+        await asyncio.sleep(0.05)
+        assert not send.done()
+        received = bytearray()
+        while len(received) < 900_000:
+            received += await loop.sock_recv(b, 1 << 20)
+        assert await send == 900_000
+        assert bytes(received) == data[10:900_010]
+        assert f.tell() == 900_010
+        assert transport.get_protocol() is protocol
+        assert transport.is_reading()
+        transport.close()
+        await asyncio.sleep(0)
 
     loop.run_until_complete(main())
 

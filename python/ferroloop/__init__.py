@@ -6,8 +6,9 @@ Use it with ``asyncio.run(main(), loop_factory=ferroloop.new_event_loop)``
 """
 
 import asyncio as _asyncio
-import sys as _sys
 
+# First of the package's modules: the version/feature probes the others read.
+from . import _compat
 from . import _core
 from ._core import Handle, TimerHandle
 from ._loop import Loop
@@ -41,7 +42,7 @@ def run(main, *, debug=None):
     """Run coroutine ``main`` on a new ferroloop loop, like ``asyncio.run``:
     shut asynchronous generators and the default executor down, close the
     loop, and return ``main``'s result."""
-    if _sys.version_info >= (3, 12):
+    if _compat.RUN_TAKES_LOOP_FACTORY:
         return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
     if _asyncio.events._get_running_loop() is not None:
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")

@@ -1,13 +1,89 @@
-"""Every difference between the Python versions ferroloop runs on, decided
-once by probing what the running asyncio has (never by comparing version
-numbers: asyncio changes between patch releases too). Imported first by the
-package; the native code reads these names too."""
+"""What differs between the Python versions and builds ferroloop runs on.
 
-import inspect as _inspect
+Every difference is a feature probed once, here, on the running asyncio
+(signatures, attributes), never a comparison of version numbers: asyncio
+changes between patch releases too (``create_task`` took ``**kwargs`` in a
+3.13 bug-fix release, not in 3.13.0). The package imports this module first;
+no other module looks at ``sys.version_info``.
 
-from asyncio import base_events as _base_events
+Each probe says what it detects and where asyncio differs (as of 3.11.7,
+3.12.1 and 3.13.0, the versions ferroloop is tested on).
+"""
 
-# asyncio's Server keeps the set of its client transports (for
-# close_clients()/abort_clients()): _attach/_detach take the transport.
-# Before, they only counted active connections.
-SERVER_ATTACH_TAKES_TRANSPORT = len(_inspect.signature(_base_events.Server._attach).parameters) == 2
+import asyncio
+import inspect
+import socket
+from asyncio import base_events, tasks
+from collections.abc import Callable, Mapping
+
+__all__ = (
+    "CREATE_TASK_TAKES_KWARGS",
+    "SHUTDOWN_EXECUTOR_TAKES_TIMEOUT",
+    "CREATE_CONNECTION_TAKES_ALL_ERRORS",
+    "RUN_TAKES_LOOP_FACTORY",
+    "SERVER_ATTACH_TAKES_TRANSPORT",
+    "SET_TASK_NAME",
+    "HANDLER_RUNS_IN_CONTEXT",
+    "C_TASK",
+    "HAS_IPV6",
+    "ssl",
+)
+
+
+def _parameters(function: Callable[..., object]) -> Mapping[str, inspect.Parameter]:
+    return inspect.signature(function).parameters
+
+
+# ``loop.create_task(coro, **kwargs)`` passes keywords it does not know
+# (``eager_start`` and whatever comes next) through to the Task or the task
+# factory. False on 3.11, 3.12 and 3.13.0, whose ``create_task(coro, *,
+# name=None, context=None)`` the native ``Loop.create_task`` implements; True
+# on 3.14 and on later 3.13 bug-fix releases (gh-128307, gh-133745), where
+# ``ferroloop.Loop.create_task`` forwards every keyword.
+CREATE_TASK_TAKES_KWARGS: bool = any(
+    p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(asyncio.BaseEventLoop.create_task).values()
+)
+
+# ``loop.shutdown_default_executor(timeout=None)``: 3.12 and later; 3.11's
+# takes no argument.
+SHUTDOWN_EXECUTOR_TAKES_TIMEOUT: bool = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
+
+# ``loop.create_connection(..., all_errors=False)``: 3.12 and later.
+CREATE_CONNECTION_TAKES_ALL_ERRORS: bool = "all_errors" in _parameters(asyncio.BaseEventLoop.create_connection)
+
+# ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
+# on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.
+RUN_TAKES_LOOP_FACTORY: bool = "loop_factory" in _parameters(asyncio.run)
+
+# ``asyncio.Server._attach(transport)`` / ``_detach(transport)``: the server
+# tracks its transports from 3.13 on (3.13.0 included); 3.11 and 3.12 only
+# count them (``_attach()``). Named for the native transports, which call
+# these when a connection is made and lost.
+SERVER_ATTACH_TAKES_TRANSPORT: bool = len(_parameters(base_events.Server._attach)) > 1  # type: ignore[attr-defined]
+
+# How ``create_task`` names a task made by a task factory:
+# ``tasks._set_task_name(task, name)`` where asyncio has it (3.11, 3.12:
+# nothing for ``name=None``, a DeprecationWarning for a task without
+# ``set_name``); None where it does not (3.13.0, whose ``create_task`` calls
+# ``task.set_name(name)`` whatever the name). Read by the native
+# ``Loop.create_task``.
+SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_task_name", None)
+
+# ``call_exception_handler`` runs a custom handler in the ``contextvars``
+# context of the task, future or handle the report is about (gh-96704),
+# which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
+# handler runs in the caller's context.
+HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# asyncio's C ``Task`` (``_asyncio``), or None on a build without the
+# accelerator module. Every Python ferroloop supports has it on CPython.
+C_TASK: type | None = getattr(tasks, "_CTask", None)
+
+# IPv6 sockets: absent on a platform built without them.
+HAS_IPV6: bool = hasattr(socket, "AF_INET6")
+
+# The ``ssl`` module, or None on a Python built without OpenSSL.
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without ssl
+    ssl = None  # type: ignore[assignment]

@@ -149,7 +149,7 @@ class SockWaiter:
 
 @final
 class TransportCore:
-    """The native core of a stream socket transport (see ``ferroloop._net``)."""
+    """The native core of a stream socket transport (see ``ferroloop._transports``)."""
 
     def __new__(
         cls, loop_: Loop, sock: Any, protocol: Any, extra: dict[str, Any] | None = None, server: Any = None

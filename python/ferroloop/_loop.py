@@ -4,8 +4,10 @@
 asynchronous-generator hooks, futures/tasks and readiness callbacks. This
 module adds, on the Python subclass, what runs once per program or only on
 error paths and is clearer in Python: ``run_until_complete``, the exception
-handler, executors, ``shutdown_asyncgens``, signal handlers, and the helpers
-the native code calls for debug mode and error reports.
+handler, executors, ``shutdown_asyncgens`` and signal handlers. The
+functions the native code calls for debug mode and error reports are in
+``_hooks``; the networking methods come from the mixins of ``_connect``,
+``_server``, ``_sock``, ``_sendfile`` and ``_dns``.
 
 Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
 running Python version; differences are documented where they exist.
@@ -20,14 +22,17 @@ import threading
 import traceback
 import warnings
 
-from asyncio import base_events, coroutines, events, format_helpers, futures, tasks
+from asyncio import coroutines, events, futures, tasks
 
-from . import _core
-from ._net import NetworkMixin
+from . import _compat, _core
+from ._connect import ConnectMixin
+from ._dns import DnsMixin
+from ._hooks import _check_callback, _set_result_unless_cancelled, logger
+from ._sendfile import SendfileMixin
+from ._server import ServerMixin
+from ._sock import SockMixin
 
 __all__ = ("Loop",)
-
-_PY312 = sys.version_info >= (3, 12)
 
 
 def _register_task_step_type():
@@ -35,7 +40,7 @@ def _register_task_step_type():
     schedules for each step (``Loop.call_soon_task_step`` queues those
     without a handle). ``_asyncio`` does not export the type: a ``Task`` is
     made on a stand-in loop, which records what its first step is."""
-    c_task = getattr(tasks, "_CTask", None)
+    c_task = _compat.C_TASK
     if c_task is None:
         return
     seen = []
@@ -70,12 +75,6 @@ def _register_task_step_type():
 _register_task_step_type()
 
 
-def _logger():
-    # Looked up on every use so that code (and CPython's own tests) patching
-    # ``asyncio.base_events.logger`` sees ferroloop's messages too.
-    return base_events.logger
-
-
 def _stop_loop_when_done(fut):
     """Done callback of ``run_until_complete``'s future."""
     if not fut.cancelled():
@@ -91,8 +90,17 @@ def _noop_signal_handler(signum, frame):
     the signal number to the wake-up descriptor."""
 
 
-class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
-    """An asyncio event loop implemented in Rust."""
+class Loop(
+    _core.Loop,
+    ConnectMixin,
+    ServerMixin,
+    SockMixin,
+    SendfileMixin,
+    DnsMixin,
+    asyncio.AbstractEventLoop,
+):
+    """An asyncio event loop implemented in Rust; the networking methods
+    come from one mixin per feature."""
 
     # Defaults for a loop whose __init__ did not run (close() and __del__
     # must still work on it).
@@ -162,7 +170,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
         if self.is_closed():
             return
         if self.get_debug():
-            _logger().debug("Close %r", self)
+            logger().debug("Close %r", self)
         # Signal handlers go first, while the wake-up descriptor is still
         # open, so that no signal is written to a closed (or reused) number.
         if self._signal_handlers:
@@ -200,7 +208,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
-    if sys.version_info >= (3, 13):
+    if _compat.CREATE_TASK_TAKES_KWARGS:
 
         def create_task(self, coro, **kwargs):
             """Schedule a coroutine as a Task; keyword arguments (name,
@@ -257,7 +265,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor
 
-    if _PY312:
+    if _compat.SHUTDOWN_EXECUTOR_TAKES_TIMEOUT:
 
         async def shutdown_default_executor(self, timeout=None):
             """Shut the default executor down, waiting at most ``timeout``
@@ -339,7 +347,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             else:
                 value = repr(value)
             lines.append(f"{key}: {value}")
-        _logger().error("\n".join(lines), exc_info=exc_info)
+        logger().error("\n".join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context):
         """Pass ``context`` to the exception handler. Errors raised by the
@@ -351,13 +359,13 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                _logger().error("Exception in default exception handler", exc_info=True)
+                logger().error("Exception in default exception handler", exc_info=True)
             return
         try:
-            run_in = _handler_context(context) if _PY312 else None
+            run_in = _handler_context(context) if _compat.HANDLER_RUNS_IN_CONTEXT else None
             if run_in is not None:
-                # Python 3.12+: the handler runs in the context of the task,
-                # future or handle the report is about.
+                # As asyncio 3.12+: the handler runs in the context of the
+                # task, future or handle the report is about.
                 run_in.run(handler, self, context)
             else:
                 handler(self, context)
@@ -375,7 +383,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                _logger().error(
+                logger().error(
                     "Exception in default exception handler while handling an "
                     "unexpected error in custom exception handler",
                     exc_info=True,
@@ -434,7 +442,7 @@ class Loop(_core.Loop, NetworkMixin, asyncio.AbstractEventLoop):
         try:
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:
-            _logger().info("set_wakeup_fd(-1) failed: %s", exc)
+            logger().info("set_wakeup_fd(-1) failed: %s", exc)
 
     def _check_signal(self, sig):
         if not isinstance(sig, int):
@@ -497,101 +505,6 @@ def _handler_context(context):
     return ctx if ctx is not None and hasattr(ctx, "run") else None
 
 
-def _set_result_unless_cancelled(fut, result):
-    if not fut.cancelled():
-        fut.set_result(result)
-
-
 def _set_exception_unless_cancelled(fut, exc):
     if not fut.cancelled():
         fut.set_exception(exc)
-
-
-# -- helpers called by the native code ---------------------------------------
-
-
-def _report_callback_error(handle, callback, args, exc):
-    """A callback raised ``exc``: report it through the loop's exception
-    handler, as asyncio's ``Handle._run`` does."""
-    source = format_helpers._format_callback_source(callback, args)
-    context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
-    source_traceback = handle._source_traceback
-    if source_traceback:
-        context["source_traceback"] = source_traceback
-    handle._loop.call_exception_handler(context)
-
-
-def _extract_stack():
-    """The stack of the Python code calling into the loop (debug mode)."""
-    try:
-        caller = sys._getframe(1)
-    except ValueError:
-        return None
-    return format_helpers.extract_stack(caller)
-
-
-def _check_callback(callback, method):
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
-        raise TypeError(f"coroutines cannot be used with {method}()")
-    if not callable(callback):
-        raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
-
-
-def _format_handle(handle):
-    owner = getattr(handle._callback, "__self__", None)
-    if isinstance(owner, tasks.Task):
-        return repr(owner)
-    return str(handle)
-
-
-def _log_slow_callback(handle, seconds):
-    _logger().warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
-
-
-def _handle_repr(handle):
-    parts = [type(handle).__name__]
-    if handle._cancelled:
-        parts.append("cancelled")
-    if isinstance(handle, _core.TimerHandle):
-        parts.append(f"when={handle._when}")
-    if handle._callback is not None:
-        parts.append(format_helpers._format_callback_source(handle._callback, handle._args))
-    source_traceback = handle._source_traceback
-    if source_traceback:
-        filename, lineno = source_traceback[-1][:2]
-        parts.append(f"created at {filename}:{lineno}")
-    return f"<{' '.join(parts)}>"
-
-
-def _transport_debug(transport, message, exc):
-    """Debug-mode log line of a transport (with the exception, if any)."""
-    if exc is None:
-        _logger().debug("%r %s", transport, message)
-    else:
-        _logger().debug("%r: %s", transport, message, exc_info=(type(exc), exc, exc.__traceback__))
-
-
-def _transport_warning(message):
-    _logger().warning(message)
-
-
-def _report_transport_error(transport, method, exc):
-    """An exception escaped a transport's readiness callback."""
-    transport._loop.call_exception_handler(
-        {
-            "message": f"Exception in callback {type(transport).__name__}.{method}()",
-            "exception": exc,
-            "transport": transport,
-        }
-    )
-
-
-def _report_sock_error(loop, waiter, exc):
-    """An exception escaped the retry of a socket operation."""
-    loop.call_exception_handler(
-        {"message": f"Exception in callback {waiter!r}", "exception": exc}
-    )
-
-
-def _log_slow_transport(transport, method, seconds):
-    _logger().warning("Executing %r.%s() took %.3f seconds", transport, method, seconds)

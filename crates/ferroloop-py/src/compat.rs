@@ -23,3 +23,15 @@ pub fn server_attach_takes_transport(py: Python<'_>) -> PyResult<bool> {
     static CELL: PyOnceLock<bool> = PyOnceLock::new();
     probe(py, &CELL, "SERVER_ATTACH_TAKES_TRANSPORT")
 }
+
+/// `tasks._set_task_name`, through which `create_task` names a task made by
+/// a task factory, where asyncio has it; `None` where `create_task` calls
+/// `task.set_name(name)` instead.
+pub fn set_task_name(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyAny>>> {
+    static CELL: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    let found = CELL.get_or_try_init(py, || -> PyResult<_> {
+        let value = py.import("ferroloop._compat")?.getattr("SET_TASK_NAME")?;
+        Ok((!value.is_none()).then(|| value.unbind()))
+    })?;
+    Ok(found.as_ref().map(|f| f.bind(py)))
+}

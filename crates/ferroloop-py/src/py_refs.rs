@@ -40,33 +40,21 @@ pub fn set_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 cached_attr!(get_asyncgen_hooks, "sys", "get_asyncgen_hooks");
 cached_attr!(set_asyncgen_hooks, "sys", "set_asyncgen_hooks");
 cached_attr!(warn, "warnings", "warn");
-/// `tasks._set_task_name`, which `create_task` uses with a task factory
-/// where asyncio has it (`None` where it does not).
-pub fn set_task_name(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyAny>>> {
-    static CELL: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
-    let found = CELL.get_or_try_init(py, || -> PyResult<_> {
-        let tasks = py.import("asyncio.tasks")?;
-        Ok(tasks
-            .getattr_opt(pyo3::intern!(py, "_set_task_name"))?
-            .map(Bound::unbind))
-    })?;
-    Ok(found.as_ref().map(|f| f.bind(py)))
-}
 cached_attr!(
     /// `_report_callback_error(handle, callback, args, exc)`.
-    report_callback_error, "ferroloop._loop", "_report_callback_error");
+    report_callback_error, "ferroloop._hooks", "_report_callback_error");
 cached_attr!(
     /// `_extract_stack()`: the creation traceback of a handle in debug mode.
-    extract_stack, "ferroloop._loop", "_extract_stack");
+    extract_stack, "ferroloop._hooks", "_extract_stack");
 cached_attr!(
     /// `_check_callback(callback, method)`: debug-mode validation.
-    check_callback, "ferroloop._loop", "_check_callback");
+    check_callback, "ferroloop._hooks", "_check_callback");
 cached_attr!(
     /// `_log_slow_callback(handle, seconds)`.
-    log_slow_callback, "ferroloop._loop", "_log_slow_callback");
+    log_slow_callback, "ferroloop._hooks", "_log_slow_callback");
 cached_attr!(
     /// `_handle_repr(handle)`: asyncio's `Handle.__repr__` text.
-    handle_repr, "ferroloop._loop", "_handle_repr");
+    handle_repr, "ferroloop._hooks", "_handle_repr");
 cached_attr!(
     /// `asyncio.BufferedProtocol`.
     buffered_protocol, "asyncio.protocols", "BufferedProtocol");
@@ -75,21 +63,21 @@ cached_attr!(
     transport_socket, "asyncio.trsock", "TransportSocket");
 cached_attr!(
     set_result_unless_cancelled,
-    "ferroloop._loop",
+    "ferroloop._hooks",
     "_set_result_unless_cancelled"
 );
 cached_attr!(
     /// `_transport_debug(transport, message, exc)`: debug-mode log line.
-    transport_debug, "ferroloop._loop", "_transport_debug");
+    transport_debug, "ferroloop._hooks", "_transport_debug");
 cached_attr!(
     /// `_transport_warning(message)`.
-    transport_warning, "ferroloop._loop", "_transport_warning");
+    transport_warning, "ferroloop._hooks", "_transport_warning");
 cached_attr!(
     /// `_report_transport_error(transport, method, exc)`.
-    report_transport_error, "ferroloop._loop", "_report_transport_error");
+    report_transport_error, "ferroloop._hooks", "_report_transport_error");
 cached_attr!(
     /// `_log_slow_transport(transport, method, seconds)`.
-    log_slow_transport, "ferroloop._loop", "_log_slow_transport");
+    log_slow_transport, "ferroloop._hooks", "_log_slow_transport");
 cached_attr!(
     /// `_report_sock_error(loop, waiter, exc)`.
-    report_sock_error, "ferroloop._loop", "_report_sock_error");
+    report_sock_error, "ferroloop._hooks", "_report_sock_error");

@@ -8,6 +8,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::Loop;
+use crate::compat;
 use crate::cpython::{call_in_context, vectorcall_kw};
 use crate::errors::unless_interrupt;
 use crate::handles::{Handle, NewHandle};
@@ -91,7 +92,7 @@ impl Loop {
             }
         };
         let name = name.unwrap_or_else(|| py.None().into_bound(py));
-        match py_refs::set_task_name(py)? {
+        match compat::set_task_name(py)? {
             // `tasks._set_task_name(task, name)`, where asyncio has it.
             Some(set_task_name) => {
                 set_task_name.call1((&task, name))?;
