@@ -16,7 +16,7 @@ from asyncio import staggered
 
 from . import _compat
 from ._hooks import logger
-from ._tls import check_ssl_socket, reject_tls
+from ._tls import check_ssl_socket
 from ._transports import SocketTransport
 
 __all__ = ("ConnectMixin",)
@@ -75,11 +75,22 @@ class ConnectMixin:
         ssl_handshake_timeout=None,
         ssl_shutdown_timeout=None,
     ):
-        reject_tls(ssl)
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_socket_transport(sock, protocol, waiter)
+        if ssl:
+            transport = self._make_ssl_transport(
+                sock,
+                protocol,
+                None if isinstance(ssl, bool) else ssl,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        else:
+            transport = self._make_socket_transport(sock, protocol, waiter)
         try:
             await waiter
         except BaseException:
@@ -162,7 +173,6 @@ class ConnectMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             check_ssl_socket(sock)
-        reject_tls(ssl)
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1
 
@@ -260,7 +270,6 @@ class ConnectMixin:
                 raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
             if ssl_shutdown_timeout is not None:
                 raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        reject_tls(ssl)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")

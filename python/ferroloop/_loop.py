@@ -31,6 +31,7 @@ from ._hooks import _check_callback, _set_result_unless_cancelled, logger
 from ._sendfile import SendfileMixin
 from ._server import ServerMixin
 from ._sock import SockMixin
+from ._tls import TlsMixin
 
 __all__ = ("Loop",)
 
@@ -96,6 +97,7 @@ class Loop(
     ServerMixin,
     SockMixin,
     SendfileMixin,
+    TlsMixin,
     DnsMixin,
     asyncio.AbstractEventLoop,
 ):
@@ -481,7 +483,6 @@ def _not_implemented(name):
 
 
 for _name in (
-    "start_tls",
     "create_datagram_endpoint",
     "connect_read_pipe",
     "connect_write_pipe",

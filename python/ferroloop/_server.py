@@ -17,7 +17,7 @@ from asyncio import base_events, constants, tasks, trsock
 
 from ._compat import HAS_IPV6
 from ._hooks import logger
-from ._tls import check_ssl_socket, reject_tls
+from ._tls import check_ssl_socket
 
 __all__ = ("ServerMixin",)
 
@@ -62,7 +62,6 @@ class ServerMixin:
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
         if ssl_shutdown_timeout is not None and ssl is None:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        reject_tls(ssl)
         if sock is not None:
             check_ssl_socket(sock)
 
@@ -160,7 +159,6 @@ class ServerMixin:
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        reject_tls(ssl)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -272,15 +270,46 @@ class ServerMixin:
                 )
                 return
             else:
-                self.create_task(self._accept_connection2(protocol_factory, conn, {"peername": addr}, sslcontext, server))
+                self.create_task(
+                    self._accept_connection2(
+                        protocol_factory,
+                        conn,
+                        {"peername": addr},
+                        sslcontext,
+                        server,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
+                )
 
-    async def _accept_connection2(self, protocol_factory, conn, extra, sslcontext=None, server=None, *args):
+    async def _accept_connection2(
+        self,
+        protocol_factory,
+        conn,
+        extra,
+        sslcontext=None,
+        server=None,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
         protocol = transport = None
         try:
-            reject_tls(sslcontext)
             protocol = protocol_factory()
             waiter = self.create_future()
-            transport = self._make_socket_transport(conn, protocol, waiter=waiter, extra=extra, server=server)
+            if sslcontext:
+                transport = self._make_ssl_transport(
+                    conn,
+                    protocol,
+                    sslcontext,
+                    waiter=waiter,
+                    server_side=True,
+                    extra=extra,
+                    server=server,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout,
+                )
+            else:
+                transport = self._make_socket_transport(conn, protocol, waiter=waiter, extra=extra, server=server)
             try:
                 await waiter
             except BaseException:

@@ -1,9 +1,20 @@
-"""TLS arguments: ferroloop does not implement TLS transports yet, and
-refuses ``ssl=`` rather than sending plaintext."""
+"""TLS: ``ssl=`` on connections and servers, and ``loop.start_tls``.
+
+TLS goes through Python's own ``ssl`` module exactly as asyncio's loop does
+it: asyncio's ``sslproto.SSLProtocol`` (``SSLContext.wrap_bio`` over two
+``MemoryBIO`` objects) runs as the protocol of a native stream transport,
+and the user's protocol gets its application-side transport. Every
+``SSLContext`` setting therefore holds as on stdlib asyncio (verification,
+hostname checks, client certificates, ALPN, SNI callbacks, minimum
+versions, ciphers), and so do the handshake and shutdown timeouts, the
+close_notify exchange, and the errors and messages.
+"""
+
+from asyncio import constants, sslproto
 
 from . import _compat
 
-__all__ = ("check_ssl_socket", "reject_tls")
+__all__ = ("TlsMixin", "check_ssl_socket")
 
 
 def check_ssl_socket(sock):
@@ -12,10 +23,85 @@ def check_ssl_socket(sock):
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
-def reject_tls(ssl):
-    """Refuse an ``ssl=`` argument that asks for TLS."""
-    if ssl:
-        raise NotImplementedError(
-            "ferroloop does not implement TLS transports yet; "
-            "see the compatibility table in ferroloop's README"
+class TlsMixin:
+    """The TLS methods of ``ferroloop.Loop``. Plain stream transports come
+    from ``_make_socket_transport`` (``ConnectMixin``)."""
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+    ):
+        """A TLS transport over ``rawsock`` for ``protocol``; ``waiter`` is
+        resolved once the handshake is done."""
+        self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def start_tls(
+        self,
+        transport,
+        protocol,
+        sslcontext,
+        *,
+        server_side=False,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        """Upgrade ``transport`` to TLS; return the new transport that
+        ``protocol`` should use from now on."""
+        ssl = _compat.ssl
+        if ssl is None:
+            raise RuntimeError("Python ssl module is not available")
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
+            )
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        # Paused first, so that the TLS protocol receives nothing before its
+        # connection_made.
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        connection_made = self.call_soon(ssl_protocol.connection_made, transport)
+        resume = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            connection_made.cancel()
+            resume.cancel()
+            raise
+        return ssl_protocol._app_transport

@@ -34,6 +34,7 @@ class SocketTransport(transports.Transport):
         "__weakref__",
     )
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _start_tls_compatible = True
 
     def __init__(self, loop, sock, protocol, extra=None, server=None):
         core = _core.TransportCore(loop, sock, protocol, extra, server)

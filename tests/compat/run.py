@@ -50,6 +50,8 @@ MODULES = {
     "test.test_asyncio.test_sock_lowlevel": "selector",
     "test.test_asyncio.test_sendfile": "selector",
     "test.test_asyncio.test_buffered_proto": "selector",
+    "test.test_asyncio.test_ssl": "policy",
+    "test.test_asyncio.test_sslproto": "selector",
 }
 
 
