@@ -218,6 +218,9 @@ def main():
         if pattern not in used and any(pattern.startswith(m + ".") for m in ran):
             problems.append(f"stale entry in known_failures/{source}: {pattern} matches no test failing on ferroloop")
 
+    total_ours = sum(len(r[1]["passed"]) for r in rows)
+    total_theirs = sum(len(r[2]["passed"]) for r in rows)
+    total_on_loop = sum(r[1]["tests_on_loop"] for r in rows)
     if args.markdown:
         print()
         print(
@@ -233,10 +236,11 @@ def main():
                 f"| `{module}` | {len(ours['passed'])} / {ours['run']} | "
                 f"{len(theirs['passed'])} / {theirs['run']} | {on_loop} |"
             )
+        print(
+            f"| total | {total_ours} / {sum(r[1]['run'] for r in rows)} | "
+            f"{total_theirs} / {sum(r[2]['run'] for r in rows)} | {total_on_loop} |"
+        )
 
-    total_ours = sum(len(r[1]["passed"]) for r in rows)
-    total_theirs = sum(len(r[2]["passed"]) for r in rows)
-    total_on_loop = sum(r[1]["tests_on_loop"] for r in rows)
     print(
         f"compat (Python {platform.python_version()}): ferroloop {total_ours} passed, "
         f"asyncio {total_theirs} passed, {total_on_loop} tests on a ferroloop loop"
