@@ -4,6 +4,11 @@ asyncio's own loop, and both must give the same results.
 The ``loop`` fixture installs an exception handler that records every call;
 a test that expects exception-handler calls takes them from ``loop.errors``
 (``take_errors``), and any call left over fails the test at teardown.
+
+Where asyncio's own behaviour differs between Python versions, a test
+compares ferroloop with the running interpreter's asyncio rather than with a
+literal: ``stdlib_loop`` is a second loop of stdlib asyncio, set up as
+``loop`` is, on which a test repeats what it did on ``loop``.
 """
 
 import asyncio
@@ -31,8 +36,8 @@ def loop_factory(loop_kind):
     return LOOP_FACTORIES[loop_kind]
 
 
-@pytest.fixture
-def loop(loop_factory):
+def _recording_loop(loop_factory):
+    """A new loop whose exception-handler calls are checked at teardown."""
     loop = loop_factory()
     loop.errors = []
     loop.set_exception_handler(lambda lp, context: lp.errors.append(context))
@@ -49,6 +54,17 @@ def loop(loop_factory):
         assert loop.errors == [], f"unexpected exception handler calls: {loop.errors}"
     finally:
         asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def loop(loop_factory):
+    yield from _recording_loop(loop_factory)
+
+
+@pytest.fixture
+def stdlib_loop():
+    """stdlib asyncio's loop, the reference of what ``loop`` must do."""
+    yield from _recording_loop(LOOP_FACTORIES["asyncio"])
 
 
 def take_errors(loop):

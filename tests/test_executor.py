@@ -2,7 +2,7 @@
 
 import asyncio
 import concurrent.futures
-import sys
+import inspect
 import threading
 
 import pytest
@@ -56,7 +56,10 @@ def test_shutdown_default_executor(loop):
         loop.run_in_executor(None, lambda: None)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="timeout parameter is new in 3.12")
+@pytest.mark.skipif(
+    "timeout" not in inspect.signature(asyncio.BaseEventLoop.shutdown_default_executor).parameters,
+    reason="this asyncio's shutdown_default_executor() has no timeout parameter (new in 3.12)",
+)
 def test_shutdown_default_executor_timeout(loop):
     loop.run_until_complete(loop.run_in_executor(None, lambda: None))
     loop.run_until_complete(loop.shutdown_default_executor(timeout=5))

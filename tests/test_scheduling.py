@@ -2,6 +2,7 @@
 asyncio must agree on every result and error."""
 
 import asyncio
+import contextlib
 import contextvars
 import math
 import threading
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import run_briefly, take_errors
+from conftest import LOOP_FACTORIES, run_briefly, take_errors
 
 
 def test_call_soon_is_fifo_with_args(loop):
@@ -147,12 +148,23 @@ def test_nan_delay_fires_like_asyncio(loop):
     assert calls == ["nan", "real"]
 
 
-def test_sleep_nan_returns(loop):
+def test_sleep_nan_like_asyncio(loop, stdlib_loop):
+    # Up to 3.12, asyncio.sleep(nan) returns after a turn (its call_later(nan)
+    # fires at once); from 3.13 on, asyncio.sleep itself rejects NaN. Either
+    # way, the outcome on the loop is the running asyncio's.
     async def main():
         await asyncio.sleep(float("nan"))
         return "done"
 
-    assert loop.run_until_complete(main()) == "done"
+    def outcome(lp):
+        try:
+            return lp.run_until_complete(main())
+        except ValueError as exc:
+            return exc.args
+
+    expected = outcome(stdlib_loop)
+    assert expected in ("done", ("Invalid delay: NaN (not a number)",))
+    assert outcome(loop) == expected
 
 
 def test_infinite_delay_never_fires(loop):
@@ -316,17 +328,30 @@ def test_explicit_context_is_used_and_shared(loop, loop_kind):
     assert var.get() == 0
 
 
-def test_entering_an_already_entered_context_is_reported(loop):
-    ctx = contextvars.copy_context()
-
+def test_entering_an_already_entered_context_is_reported(loop, stdlib_loop, caplog):
+    # Running a handle from inside its own context: the loop cannot enter it,
+    # and reports the RuntimeError to the exception handler. From 3.12 on,
+    # asyncio runs the handler in the handle's context too, which fails the
+    # same way, so the error is logged as "Unhandled error in exception
+    # handler" instead; the loop must do what the running asyncio does.
     def inner():
         pass
 
-    ctx.run(lambda: loop.call_soon(inner, context=ctx))
-    # Running it from inside the same context: the loop cannot enter it.
-    ctx.run(run_briefly, loop)
-    (error,) = take_errors(loop)
-    assert isinstance(error["exception"], RuntimeError)
+    def reports(lp):
+        ctx = contextvars.copy_context()
+        ctx.run(lambda: lp.call_soon(inner, context=ctx))
+        caplog.clear()
+        ctx.run(run_briefly, lp)
+        handled = [type(error["exception"]) for error in take_errors(lp)]
+        logged = [(r.getMessage().partition("\n")[0], r.exc_info and r.exc_info[0]) for r in caplog.records]
+        return handled, logged
+
+    expected = reports(stdlib_loop)
+    assert expected in (
+        ([RuntimeError], []),
+        ([], [("Unhandled error in exception handler", RuntimeError)]),
+    )
+    assert reports(loop) == expected
 
 
 def test_call_soon_threadsafe_wakes_sleeping_loop(loop):
@@ -411,7 +436,26 @@ def test_run_until_complete_stopped_early(loop):
     fut.cancel()
 
 
-def test_running_loop_errors(loop, loop_factory):
+def stdlib_loop_stops_running_on_refusal():
+    """Whether asyncio's own loop, refusing a nested run_forever(), forgets
+    that it is running: 3.13.0's run_forever() runs its cleanup even when its
+    set-up raised (CPython gh-130145, fixed in later releases)."""
+    lp = LOOP_FACTORIES["asyncio"]()
+
+    async def probe():
+        with contextlib.suppress(RuntimeError):
+            lp.run_forever()
+        return lp.is_running()
+
+    try:
+        return not lp.run_until_complete(probe())
+    finally:
+        lp.close()
+
+
+def test_running_loop_errors(loop, loop_kind, loop_factory):
+    if loop_kind == "asyncio" and stdlib_loop_stops_running_on_refusal():
+        pytest.skip("this asyncio forgets its loop is running once it refuses a nested run (CPython gh-130145)")
     other = loop_factory()
     try:
 
@@ -459,16 +503,23 @@ def _cb(a, b):
     pass
 
 
-def test_handle_reprs_match_asyncio_shape(loop):
-    h = loop.call_soon(_cb, 1, "x")
-    assert repr(h).startswith("<Handle _cb(1, 'x') at ")
-    assert repr(h).endswith("test_scheduling.py:" + str(_cb.__code__.co_firstlineno) + ">")
-    t = loop.call_at(100.0, _cb, 2, 3)
-    assert repr(t).startswith("<TimerHandle when=100.0 _cb(2, 3) at ")
-    t.cancel()
-    assert repr(t) == "<TimerHandle cancelled when=100.0>"
-    h.cancel()
-    assert repr(h) == "<Handle cancelled>"
+def test_handle_reprs_match_asyncio(loop, stdlib_loop):
+    # The arguments appear in a handle's repr up to 3.12, and only in debug
+    # mode from 3.13 on: the reprs are compared with the running asyncio's.
+    def reprs(lp):
+        h = lp.call_soon(_cb, 1, "x")
+        t = lp.call_at(100.0, _cb, 2, 3)
+        shown = [repr(h), repr(t)]
+        t.cancel()
+        h.cancel()
+        return shown + [repr(t), repr(h)]
+
+    expected = reprs(stdlib_loop)
+    where = "test_scheduling.py:" + str(_cb.__code__.co_firstlineno) + ">"
+    assert expected[0].startswith("<Handle _cb(") and expected[0].endswith(where)
+    assert expected[1].startswith("<TimerHandle when=100.0 _cb(") and expected[1].endswith(where)
+    assert expected[2:] == ["<TimerHandle cancelled when=100.0>", "<Handle cancelled>"]
+    assert reprs(loop) == expected
 
 
 def test_get_context_and_private_attributes(loop, loop_kind):
