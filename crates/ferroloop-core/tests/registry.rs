@@ -212,21 +212,24 @@ fn closed_and_reused_descriptor_is_registered_again() {
     let (a, b) = pair();
     reg.set(&poller, a, None, "r", Direction::Read, &mut dead)
         .unwrap();
-    // Closing the descriptor removes it from epoll behind the registry's
-    // back; the number is then reused by a new socket.
-    close(a);
-    close(b);
+    // The descriptor number is reused for a new socket behind the
+    // registry's back: dup2 closes the old one (which removes it from
+    // epoll) and puts the new one in its place, atomically, so no other
+    // test thread can take the number in between.
     let (c, d) = pair();
-    assert_eq!(c, a, "the lowest free number is reused");
+    // SAFETY: `a` and `c` are descriptors this test owns.
+    assert_eq!(unsafe { libc::dup2(c, a) }, a);
+    close(c);
+    close(b);
     // Adding the writer modifies a registration epoll no longer has:
     // ENOENT, recovered by adding it again.
-    reg.set(&poller, c, None, "w", Direction::Write, &mut dead)
+    reg.set(&poller, a, None, "w", Direction::Write, &mut dead)
         .unwrap();
     assert_eq!(
         dispatched(&mut reg, &poller, &mut dead),
         vec![(Direction::Write, "w")]
     );
-    close(c);
+    close(a);
     close(d);
 }
 
@@ -255,11 +258,10 @@ fn a_failed_registration_hands_everything_back() {
     let poller = Poller::new().unwrap();
     let mut reg: Registry<&str, u32> = Registry::new();
     let mut dead: Dead = Default::default();
-    let (a, b) = pair();
-    close(a);
-    close(b);
+    // A number no descriptor has (far above the open-file limit).
+    let bad = 1 << 24;
     let err = reg
-        .set(&poller, a, Some(3), "r", Direction::Read, &mut dead)
+        .set(&poller, bad, Some(3), "r", Direction::Read, &mut dead)
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EBADF));
     assert_eq!(reg.len(), 0);
