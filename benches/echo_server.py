@@ -6,13 +6,16 @@ another commit by ``benches/build-baseline``, found in the directory named by
 ``asyncio.Protocol``), streams (``asyncio.start_server`` reader/writer echo),
 sock (``loop.sock_*`` echo) or http (an HTTP/1.1 keep-alive server on
 httptools); ADDRESS is ``host:port`` or ``unix:/path``. Prints ``ready`` once
-listening and serves until it receives SIGTERM or SIGINT.
+listening and serves until it receives SIGTERM or SIGINT. An ADDRESS of
+``tls:host:port`` serves over TLS, with the certificate chain and key in
+the PEM file named by ``$FERROLOOP_BENCH_CERT``.
 """
 
 import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nHello world!"
@@ -92,15 +95,25 @@ def listening_socket(address):
     return sock
 
 
+def server_tls_context(address):
+    """The server's SSLContext for a ``tls:`` address, else None."""
+    if not address.startswith("tls:"):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.environ["FERROLOOP_BENCH_CERT"])
+    return ctx
+
+
 async def serve(loop, mode, address):
-    sock = listening_socket(address)
+    tls = server_tls_context(address)
+    sock = listening_socket(address.removeprefix("tls:"))
     if mode == "protocol":
-        server = await loop.create_server(EchoProtocol, sock=sock)
+        server = await loop.create_server(EchoProtocol, sock=sock, ssl=tls)
     elif mode == "http":
-        server = await loop.create_server(HttpProtocol, sock=sock)
+        server = await loop.create_server(HttpProtocol, sock=sock, ssl=tls)
     elif mode == "streams":
-        server = await asyncio.start_server(stream_echo, sock=sock)
-    elif mode == "sock":
+        server = await asyncio.start_server(stream_echo, sock=sock, ssl=tls)
+    elif mode == "sock" and tls is None:
         server = None
 
         async def accept_forever():

@@ -13,8 +13,9 @@ per connection) runs in another process. The figures are messages (or HTTP
 requests) per second, and the server's CPU time per message (user + system,
 read from /proc before and after the run): with client and server sharing
 this machine's 2 cores, CPU per message is the fairer comparison. Peak RSS
-is the server's VmHWM. Ratios are peer / ferroloop, so above 1 means
-ferroloop uses less CPU per message; they are paired per repeat and the
+is the server's VmHWM. The tls rows and https serve over TLS (a
+certificate made by trustme); rloop has no TLS. Ratios are peer /
+ferroloop, so above 1 means ferroloop uses less CPU per message; they are paired per repeat and the
 median is shown. Needs the Rust binaries (`cargo build --release -p
 ferroloop-bench`), httptools and wrk (`./benches/run network` installs them).
 ``--baseline DIR`` adds ferroloop as built from another commit by
@@ -58,6 +59,11 @@ ROWS = [
     ("unix-protocol-10k", "protocol", "unix", 10 * KiB),
     ("unix-protocol-100k", "protocol", "unix", 100 * KiB),
     ("http", "http", "tcp", None),
+    ("tls-protocol-1k", "protocol", "tls", 1 * KiB),
+    ("tls-protocol-100k", "protocol", "tls", 100 * KiB),
+    ("tls-streams-1k", "streams", "tls", 1 * KiB),
+    ("tls-streams-100k", "streams", "tls", 100 * KiB),
+    ("https", "http", "tls", None),
 ]
 
 
@@ -71,6 +77,20 @@ def available_loops():
         else:
             loops.append(name)
     return loops
+
+
+def write_certificate(tmpdir):
+    """A certificate for localhost and its key, in one PEM file (made by
+    trustme, which `benches/run network` installs)."""
+    import trustme
+
+    path = os.path.join(tmpdir, "server.pem")
+    cert = trustme.CA().issue_cert("localhost", "127.0.0.1")
+    with open(path, "wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
+        f.write(cert.private_key_pem.bytes())
+    return path
 
 
 def free_port():
@@ -99,6 +119,10 @@ def measure(server, mode, transport, size, seconds, tmpdir):
     or None if this server cannot run this row."""
     if transport == "unix":
         address = f"unix:{tmpdir}/{server}.sock"
+    elif transport == "tls":
+        if server == "rust":
+            return None
+        address = f"tls:127.0.0.1:{free_port()}"
     else:
         address = f"127.0.0.1:{free_port()}"
     if server == "rust":
@@ -135,8 +159,9 @@ def measure(server, mode, transport, size, seconds, tmpdir):
 def run_load(mode, address, size, seconds):
     """Runs the load generator; returns (messages, seconds)."""
     if mode == "http":
+        url = f"https://{address[4:]}/" if address.startswith("tls:") else f"http://{address}/"
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", f"http://{address}/"],
+            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", url],
             capture_output=True, text=True, check=True,
         ).stdout
         count = int(re.search(r"(\d+) requests in", out).group(1))
@@ -174,6 +199,8 @@ def main():
         rows = [r for r in rows if r[1] != "http"]
     results = []
     with tempfile.TemporaryDirectory() as tmpdir:
+        if any(r[2] == "tls" for r in rows):
+            os.environ["FERROLOOP_BENCH_CERT"] = write_certificate(tmpdir)
         for name, mode, transport, size in rows:
             servers = loops + (["rust"] if mode == "protocol" else [])
             runs = {s: [] for s in servers}

@@ -3,26 +3,106 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
-/// A connected stream: TCP or Unix.
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+
+/// A connected stream: TCP, Unix, or TLS over TCP.
 pub enum Stream {
     /// TCP (with `TCP_NODELAY`).
     Tcp(TcpStream),
     /// Unix stream socket.
     Unix(UnixStream),
+    /// TLS over TCP (with `TCP_NODELAY`); the server's certificate is not
+    /// verified (this is a load generator).
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 impl Stream {
-    /// Connects to `host:port` or, with a leading `unix:`, to a socket path.
+    /// Connects to `host:port`, or with a leading `unix:` to a socket path,
+    /// or with a leading `tls:` to `host:port` over TLS.
     pub fn connect(target: &str) -> std::io::Result<Stream> {
-        match target.strip_prefix("unix:") {
-            Some(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
-            None => {
-                let s = TcpStream::connect(target)?;
-                s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
-            }
+        if let Some(path) = target.strip_prefix("unix:") {
+            return Ok(Stream::Unix(UnixStream::connect(path)?));
         }
+        let (tls, address) = match target.strip_prefix("tls:") {
+            Some(address) => (true, address),
+            None => (false, target),
+        };
+        let tcp = TcpStream::connect(address)?;
+        tcp.set_nodelay(true)?;
+        if !tls {
+            return Ok(Stream::Tcp(tcp));
+        }
+        let name = ServerName::try_from("localhost").expect("valid name");
+        let conn = ClientConnection::new(tls_config(), name).map_err(std::io::Error::other)?;
+        let mut stream = StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(Stream::Tls(Box::new(stream)))
+    }
+}
+
+fn tls_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Accepts any server certificate (signatures are still checked).
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -31,6 +111,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -40,10 +121,14 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        match self {
+            Stream::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! Each connection (one thread each) sends a SIZE-byte message, reads the
 //! whole echo back, and repeats until SECONDS have passed; then the total
 //! number of round trips and the elapsed time are printed as
-//! `messages=N seconds=T`. TARGET is `host:port` or `unix:/path`.
+//! `messages=N seconds=T`. TARGET is `host:port`, `unix:/path` or
+//! `tls:host:port`.
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +42,7 @@ fn main() {
                 let mut echo = vec![0u8; size];
                 while !stop.load(Ordering::Relaxed) {
                     stream.write_all(&message).expect("write");
+                    stream.flush().expect("flush");
                     stream.read_exact(&mut echo).expect("read");
                     total.fetch_add(1, Ordering::Relaxed);
                 }
