@@ -60,7 +60,10 @@ def _register_task_step_type():
 
     coro = nothing()
     try:
-        task = c_task(coro, loop=StandIn())
+        # Named, so that it does not take a number from the counter behind
+        # asyncio's automatic task names ("Task-1", ...): importing
+        # ferroloop must not change the names of the program's tasks.
+        task = c_task(coro, loop=StandIn(), name="ferroloop task-step probe")
         task._log_destroy_pending = False
         del task
     except Exception:
