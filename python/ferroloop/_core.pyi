@@ -68,16 +68,15 @@ class Loop:
     def __new__(cls, *_args: Any, **_kwargs: Any) -> Loop: ...
     def time(self) -> float: ...
     def call_soon(
-        self, callback: Callable[..., object], /, *args: Any, context: contextvars.Context | None = None
+        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
     ) -> Handle: ...
     def call_soon_threadsafe(
-        self, callback: Callable[..., object], /, *args: Any, context: contextvars.Context | None = None
+        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
     ) -> Handle: ...
     def call_later(
         self,
         delay: float,
         callback: Callable[..., object],
-        /,
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> TimerHandle: ...
@@ -85,7 +84,6 @@ class Loop:
         self,
         when: float,
         callback: Callable[..., object],
-        /,
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> TimerHandle: ...
