@@ -11,15 +11,18 @@ Each probe says what it detects and where asyncio differs (as of 3.11.7,
 """
 
 import asyncio
+import functools
 import inspect
 import socket
 from asyncio import base_events, tasks
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 __all__ = (
     "CREATE_TASK_TAKES_KWARGS",
     "SHUTDOWN_EXECUTOR_TAKES_TIMEOUT",
-    "CREATE_CONNECTION_TAKES_ALL_ERRORS",
+    "keywords_of",
+    "UNIX_SERVER_CLEANS_UP",
     "RUN_TAKES_LOOP_FACTORY",
     "SERVER_ATTACH_TAKES_TRANSPORT",
     "SET_TASK_NAME",
@@ -48,8 +51,43 @@ CREATE_TASK_TAKES_KWARGS: bool = any(
 # takes no argument.
 SHUTDOWN_EXECUTOR_TAKES_TIMEOUT: bool = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
 
-# ``loop.create_connection(..., all_errors=False)``: 3.12 and later.
-CREATE_CONNECTION_TAKES_ALL_ERRORS: bool = "all_errors" in _parameters(asyncio.BaseEventLoop.create_connection)
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
+
+
+def keywords_of(reference: Callable[..., object]) -> Callable[[_Method], _Method]:
+    """Decorator for a coroutine method that declares every keyword-only
+    parameter asyncio's ``reference`` method has on any supported Python
+    version: those the running asyncio's lacks are left out of the method's
+    signature and refused with the TypeError asyncio raises for them.
+
+    Keywords and the versions that added them: ``create_connection(...,
+    all_errors=False)`` (3.12), ``create_server(..., keep_alive=None)`` and
+    ``create_unix_server(..., cleanup_socket=True)`` (3.13)."""
+    accepted = _parameters(reference)
+
+    def decorate(method: _Method) -> _Method:
+        signature = inspect.signature(method)
+        kept = [p for p in signature.parameters.values() if p.kind is not p.KEYWORD_ONLY or p.name in accepted]
+        absent = [p.name for p in signature.parameters.values() if p not in kept]
+        if not absent:
+            return method
+
+        @functools.wraps(method)
+        async def restricted(*args: Any, **kwargs: Any) -> Any:
+            for name in absent:
+                if name in kwargs:
+                    raise TypeError(f"{method.__qualname__}() got an unexpected keyword argument {name!r}")
+            return await method(*args, **kwargs)
+
+        restricted.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+        return restricted  # type: ignore[return-value]
+
+    return decorate
+
+
+# ``create_unix_server(..., cleanup_socket=True)``: closing the server
+# removes the socket's file (3.13 and later); before, the file stays.
+UNIX_SERVER_CLEANS_UP: bool = "cleanup_socket" in _parameters(asyncio.SelectorEventLoop.create_unix_server)
 
 # ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
 # on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.

@@ -117,6 +117,9 @@ class Loop(
         self._executor_shutdown_called = False
         self._exception_handler = None
         self._signal_handlers = {}
+        # Listening Unix socket -> (path, identity) of the file that closing
+        # its server removes (``ServerMixin``).
+        self._unix_socket_files = {}
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self.set_debug(coroutines._is_debug_mode())
