@@ -16,6 +16,7 @@ running Python version; differences are documented where they exist.
 import asyncio
 import concurrent.futures
 import errno
+import inspect
 import signal
 import sys
 import threading
@@ -477,12 +478,17 @@ def _not_implemented(name):
         f"ferroloop does not implement loop.{name}() yet; "
         f"see the compatibility table in ferroloop's README"
     )
+    # asyncio's signature, so that the method looks, and checks its
+    # arguments, as it will once implemented.
+    signature = inspect.signature(getattr(asyncio.SelectorEventLoop, name))
 
     async def method(self, *args, **kwargs):
+        signature.bind(self, *args, **kwargs)
         raise NotImplementedError(message)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Not implemented yet: raises NotImplementedError."
+    method.__signature__ = signature
     return method
 
 
