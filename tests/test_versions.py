@@ -2,11 +2,16 @@
 nothing a program of the standard library could see, and the features that
 differ between Python versions follow the running asyncio."""
 
+import asyncio
+import inspect
+import os
+import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from conftest import run_briefly
 
 
 def run_python(code):
@@ -66,3 +71,162 @@ def test_ferroloop_task_numbering_matches_asyncio():
     mixed = run_python(code.format(first="asyncio.run", second="ferroloop.run"))
     assert on_asyncio == on_ferroloop == mixed
     assert on_asyncio.split()[0] == "Task-1"
+
+
+
+def asyncio_takes(method, keyword):
+    return keyword in inspect.signature(method).parameters
+
+
+KEEP_ALIVE = asyncio_takes(asyncio.BaseEventLoop.create_server, "keep_alive")
+CLEANUP_SOCKET = asyncio_takes(asyncio.SelectorEventLoop.create_unix_server, "cleanup_socket")
+ALL_ERRORS = asyncio_takes(asyncio.BaseEventLoop.create_connection, "all_errors")
+
+
+# -- create_server(keep_alive=): 3.13 ----------------------------------------
+
+
+@pytest.mark.skipif(not KEEP_ALIVE, reason="create_server(keep_alive=) is new in Python 3.13")
+@pytest.mark.parametrize("keep_alive", [None, False, True])
+def test_create_server_keep_alive(loop, keep_alive):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, keep_alive=keep_alive)
+        (listening,) = server.sockets
+        enabled = listening.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        server.close()
+        await server.wait_closed()
+        return enabled
+
+    assert bool(loop.run_until_complete(main())) is bool(keep_alive)
+
+
+@pytest.mark.skipif(KEEP_ALIVE, reason="this Python's create_server takes keep_alive=")
+def test_create_server_refuses_keep_alive_where_asyncio_does(loop):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'keep_alive'"):
+        loop.run_until_complete(loop.create_server(asyncio.Protocol, "127.0.0.1", 0, keep_alive=True))
+
+
+# -- create_unix_server(cleanup_socket=): 3.13 -------------------------------
+
+
+def serve_unix_and_close(loop, path=None, **kwargs):
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, path, **kwargs)
+        assert os.path.exists(server.sockets[0].getsockname())
+        return server
+
+    server = loop.run_until_complete(main())
+    yield server
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
+def test_unix_server_file_after_close_follows_asyncio(loop, tmp_path):
+    # Removed on close where asyncio removes it (3.13+), left otherwise.
+    path = str(tmp_path / "sock")
+    for _ in serve_unix_and_close(loop, path):
+        pass
+    assert os.path.exists(path) is not CLEANUP_SOCKET
+
+
+@pytest.mark.skipif(not CLEANUP_SOCKET, reason="create_unix_server(cleanup_socket=) is new in Python 3.13")
+def test_unix_server_cleanup_socket(loop, tmp_path):
+    kept, removed, given = (str(tmp_path / name) for name in ("kept", "removed", "given"))
+    for _ in serve_unix_and_close(loop, kept, cleanup_socket=False):
+        pass
+    assert os.path.exists(kept)
+    for _ in serve_unix_and_close(loop, removed, cleanup_socket=True):
+        pass
+    assert not os.path.exists(removed)
+    # A socket passed as sock= is cleaned up too.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(given)
+    for _ in serve_unix_and_close(loop, sock=sock):
+        pass
+    assert not os.path.exists(given)
+
+
+@pytest.mark.skipif(not CLEANUP_SOCKET, reason="create_unix_server(cleanup_socket=) is new in Python 3.13")
+def test_unix_server_leaves_a_file_that_replaced_its_socket(loop, tmp_path):
+    path = str(tmp_path / "sock")
+    for _ in serve_unix_and_close(loop, path):
+        # Someone else binds the path meanwhile: their file must survive.
+        os.unlink(path)
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.bind(path)
+    try:
+        assert os.path.exists(path)
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(not CLEANUP_SOCKET, reason="create_unix_server(cleanup_socket=) is new in Python 3.13")
+def test_unix_server_cleanup_tolerates_a_file_already_gone(loop, tmp_path):
+    path = str(tmp_path / "sock")
+    for _ in serve_unix_and_close(loop, path):
+        os.unlink(path)
+    assert not os.path.exists(path)
+
+
+def test_abstract_unix_server_closes_cleanly(loop):
+    name = f"\0ferroloop-test-{os.getpid()}"
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, name)
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.skipif(CLEANUP_SOCKET, reason="this Python's create_unix_server takes cleanup_socket=")
+def test_create_unix_server_refuses_cleanup_socket_where_asyncio_does(loop, tmp_path):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'cleanup_socket'"):
+        loop.run_until_complete(loop.create_unix_server(asyncio.Protocol, str(tmp_path / "s"), cleanup_socket=True))
+
+
+# -- create_connection(all_errors=): 3.12 ------------------------------------
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not ALL_ERRORS, reason="create_connection(all_errors=) is new in Python 3.12")
+def test_create_connection_all_errors(loop):
+    port = closed_port()
+    with pytest.raises(ExceptionGroup) as info:
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True))
+    assert info.value.message == "create_connection failed"
+    assert [type(e) for e in info.value.exceptions] == [ConnectionRefusedError]
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=False))
+
+
+@pytest.mark.skipif(ALL_ERRORS, reason="this Python's create_connection takes all_errors=")
+def test_create_connection_refuses_all_errors_where_asyncio_does(loop):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'all_errors'"):
+        loop.run_until_complete(loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, all_errors=True))
+
+
+# -- scheduling methods take their callback by keyword too --------------------
+
+
+def test_scheduling_methods_take_callback_by_keyword(loop):
+    calls = []
+    loop.call_soon(callback=lambda: calls.append("soon"), context=None)
+    loop.call_soon_threadsafe(callback=lambda: calls.append("threadsafe"))
+    loop.call_later(delay=0, callback=lambda: calls.append("later"))
+    loop.call_at(callback=lambda: calls.append("at"), when=loop.time())
+    with pytest.raises(TypeError, match="call_soon\\(\\) got multiple values for argument 'callback'"):
+        loop.call_soon(print, 1, callback=print)
+    with pytest.raises(TypeError, match="call_later\\(\\) missing 1 required positional argument: 'delay'"):
+        loop.call_later(callback=print)
+    with pytest.raises(TypeError, match="call_at\\(\\) missing 2 required positional arguments: 'when' and 'callback'"):
+        loop.call_at()
+    with pytest.raises(TypeError, match="call_soon\\(\\) got an unexpected keyword argument 'delay'"):
+        loop.call_soon(print, delay=1)
+    run_briefly(loop, 2)
+    assert len(calls) == 4 and "threadsafe" in calls and "later" in calls and "at" in calls
