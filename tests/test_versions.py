@@ -230,3 +230,142 @@ def test_scheduling_methods_take_callback_by_keyword(loop):
         loop.call_soon(print, delay=1)
     run_briefly(loop, 2)
     assert len(calls) == 4 and "threadsafe" in calls and "later" in calls and "at" in calls
+
+
+# -- running on ferroloop through asyncio's runners ---------------------------
+
+RUN_TAKES_LOOP_FACTORY = asyncio_takes(asyncio.run, "loop_factory")
+
+
+async def loop_report():
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            finalized.append(True)
+
+    finalized = []
+    gen = agen()
+    await gen.__anext__()
+    loop = asyncio.get_running_loop()
+    return type(loop), loop, finalized
+
+
+@pytest.mark.skipif(not RUN_TAKES_LOOP_FACTORY, reason="asyncio.run(loop_factory=) is new in Python 3.12")
+def test_asyncio_run_with_the_ferroloop_factory():
+    import ferroloop
+
+    loop_type, loop, finalized = asyncio.run(loop_report(), loop_factory=ferroloop.new_event_loop)
+    assert loop_type is ferroloop.Loop
+    # asyncio.run closed the loop after finalizing the generator.
+    assert loop.is_closed() and finalized == [True]
+    assert asyncio.run(asyncio.sleep(0, "result"), loop_factory=ferroloop.new_event_loop, debug=True) == "result"
+
+
+def test_asyncio_runner_with_the_ferroloop_factory():
+    import contextvars
+
+    import ferroloop
+
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def read():
+        return var.get(), asyncio.get_running_loop()
+
+    with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
+        loop = runner.get_loop()
+        assert type(loop) is ferroloop.Loop
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in ctx")
+        assert runner.run(read(), context=ctx) == ("in ctx", loop)
+        assert runner.run(read()) == ("unset", loop)
+    assert loop.is_closed()
+
+
+@pytest.mark.parametrize("kind", ["ferroloop", "asyncio"])
+def test_asyncio_runner_turns_ctrl_c_into_cancellation(kind):
+    import signal
+
+    import ferroloop
+
+    factory = ferroloop.new_event_loop if kind == "ferroloop" else asyncio.SelectorEventLoop
+    cancelled = []
+
+    async def main():
+        asyncio.get_running_loop().call_later(0.02, os.kill, os.getpid(), signal.SIGINT)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    with pytest.raises(KeyboardInterrupt):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
+    assert cancelled == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- asyncio features of newer versions, on both loops ------------------------
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Queue, "shutdown"), reason="Queue.shutdown() is new in Python 3.13")
+def test_queue_shutdown(loop):
+    async def main():
+        queue = asyncio.Queue()
+        got = []
+
+        async def consumer():
+            try:
+                while True:
+                    got.append(await queue.get())
+                    queue.task_done()
+            except asyncio.QueueShutDown:
+                got.append("shut down")
+
+        consumers = [asyncio.create_task(consumer()) for _ in range(2)]
+        for i in range(3):
+            await queue.put(i)
+        await queue.join()
+        queue.shutdown()
+        await asyncio.gather(*consumers)
+        with pytest.raises(asyncio.QueueShutDown):
+            await queue.put(99)
+
+        immediate = asyncio.Queue()
+        for i in range(3):
+            immediate.put_nowait(i)
+        waiter = asyncio.create_task(immediate.join())
+        await asyncio.sleep(0)
+        immediate.shutdown(immediate=True)
+        await asyncio.wait_for(waiter, 5)
+        with pytest.raises(asyncio.QueueShutDown):
+            immediate.get_nowait()
+        return got
+
+    assert loop.run_until_complete(main()) == [0, 1, 2, "shut down", "shut down"]
+
+
+@pytest.mark.skipif(
+    # A plain generator before 3.13; from 3.13 an iterator that is also
+    # asynchronously iterable.
+    inspect.isgeneratorfunction(asyncio.as_completed),
+    reason="as_completed() is async-iterable from Python 3.13",
+)
+def test_as_completed_async_iteration(loop):
+    async def after(delay, value):
+        await asyncio.sleep(delay)
+        return value
+
+    async def main():
+        tasks = [asyncio.create_task(after(d, v)) for d, v in ((0.03, "slow"), (0.0, "fast"), (0.015, "middle"))]
+        order = []
+        async for done in asyncio.as_completed(tasks):
+            # The tasks themselves come back, in the order they finish.
+            assert done in tasks
+            order.append(await done)
+        plain = [await f for f in asyncio.as_completed([after(0.01, 1), after(0, 0)])]
+        return order, plain
+
+    assert loop.run_until_complete(main()) == (["fast", "middle", "slow"], [0, 1])
