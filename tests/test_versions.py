@@ -369,3 +369,158 @@ def test_as_completed_async_iteration(loop):
         return order, plain
 
     assert loop.run_until_complete(main()) == (["fast", "middle", "slow"], [0, 1])
+
+
+# -- create_task's keywords: the running asyncio's form -----------------------
+# 3.11 to 3.13.2: create_task(coro, *, name=None, context=None); 3.13.3 and
+# 3.14: create_task(coro, **kwargs), everything to the Task or the factory;
+# 3.13.4 and later 3.13 releases: create_task(coro, *, name=None,
+# context=None, **kwargs), name set after the factory.
+
+CREATE_TASK_KWARGS = any(
+    p.kind is p.VAR_KEYWORD for p in inspect.signature(asyncio.BaseEventLoop.create_task).parameters.values()
+)
+TASK_EAGER_START = "eager_start" in inspect.signature(asyncio.Task).parameters or hasattr(asyncio, "eager_task_factory")
+
+
+def create_task_trace(loop):
+    """What a task factory receives and what comes back, for each way of
+    calling create_task."""
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in ctx")
+    trace = []
+
+    def factory(lp, coro, **kwargs):
+        trace.append(("factory", lp is loop, sorted(kwargs)))
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def child():
+        return var.get()
+
+    calls = [{}, {"name": "n"}, {"context": ctx}, {"name": "n", "context": ctx}, {"eager_start": True}, {"bogus": 1}]
+
+    async def main():
+        for use_factory in (False, True):
+            loop.set_task_factory(factory if use_factory else None)
+            for kwargs in calls:
+                coro = child()
+                try:
+                    task = loop.create_task(coro, **kwargs)
+                except TypeError:
+                    coro.close()
+                    trace.append(("TypeError", sorted(kwargs)))
+                    continue
+                done_at_once = task.done()
+                value = await task
+                name = task.get_name()
+                trace.append((sorted(kwargs), done_at_once, value, name if not name.startswith("Task-") else "auto"))
+        loop.set_task_factory(None)
+
+    loop.run_until_complete(main())
+    return trace
+
+
+def test_create_task_keywords_reach_the_task_and_the_factory_as_on_asyncio():
+    import ferroloop
+
+    traces = []
+    for factory in (ferroloop.new_event_loop, asyncio.SelectorEventLoop):
+        loop = factory()
+        try:
+            traces.append(create_task_trace(loop))
+        finally:
+            loop.close()
+    assert traces[0] == traces[1]
+
+
+@pytest.mark.skipif(not CREATE_TASK_KWARGS, reason="create_task(**kwargs) is new in Python 3.13.3 and 3.14")
+def test_create_task_eager_start(loop):
+    async def child():
+        return "ran"
+
+    async def main():
+        eager = loop.create_task(child(), eager_start=True)
+        lazy = loop.create_task(child(), eager_start=False)
+        assert eager.done() and not lazy.done()
+        return await eager, await lazy
+
+    assert loop.run_until_complete(main()) == ("ran", "ran")
+
+
+# The two forms ferroloop takes where asyncio's create_task takes **kwargs,
+# tested directly, so that they run on every Python (the Task's eager_start
+# needs 3.12).
+
+
+class RecordingFactory:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, loop, coro, **kwargs):
+        self.calls.append(sorted(kwargs))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+@pytest.mark.skipif(not TASK_EAGER_START, reason="Task(eager_start=) is new in Python 3.12")
+@pytest.mark.parametrize("form", ["_create_task_forwarding_all", "_create_task_forwarding_others"])
+def test_create_task_forms_without_factory(loop_factory, form):
+    import ferroloop._loop
+
+    create_task = getattr(ferroloop._loop, form)
+    loop = loop_factory()
+
+    async def child():
+        return asyncio.current_task().get_name()
+
+    async def main():
+        eager = create_task(loop, child(), name="eager", eager_start=True)
+        assert eager.done() and eager.result() == "eager"
+        lazy = create_task(loop, child(), name="lazy")
+        assert not lazy.done()
+        return await lazy
+
+    try:
+        assert loop.run_until_complete(main()) == "lazy"
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not TASK_EAGER_START, reason="Task(eager_start=) is new in Python 3.12")
+def test_create_task_form_of_3_14_gives_the_factory_every_keyword(loop):
+    from ferroloop._loop import _create_task_forwarding_all as create_task
+
+    factory = RecordingFactory()
+
+    async def main():
+        loop.set_task_factory(factory)
+        named = create_task(loop, asyncio.sleep(0), name="n", eager_start=False)
+        plain = create_task(loop, asyncio.sleep(0))
+        await asyncio.gather(named, plain)
+        return named.get_name()
+
+    assert loop.run_until_complete(main()) == "n"
+    assert factory.calls == [["eager_start", "name"], []]
+
+
+@pytest.mark.skipif(not TASK_EAGER_START, reason="Task(eager_start=) is new in Python 3.12")
+def test_create_task_form_of_3_13_4_names_the_factory_task_afterwards(loop):
+    import contextvars
+
+    from ferroloop._loop import _create_task_forwarding_others as create_task
+
+    factory = RecordingFactory()
+
+    async def main():
+        loop.set_task_factory(factory)
+        named = create_task(loop, asyncio.sleep(0), name="n", eager_start=False)
+        in_context = create_task(loop, asyncio.sleep(0), context=contextvars.copy_context())
+        await asyncio.gather(named, in_context)
+        return named.get_name(), in_context.get_name()
+
+    # As asyncio's of those releases: the name is set after the factory,
+    # whatever it is (a task without one is named "None").
+    assert loop.run_until_complete(main()) == ("n", "None")
+    assert factory.calls == [["eager_start"], ["context"]]

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 __all__ = (
     "CREATE_TASK_TAKES_KWARGS",
+    "CREATE_TASK_FORWARDS_NAME",
     "SHUTDOWN_EXECUTOR_TAKES_TIMEOUT",
     "keywords_of",
     "UNIX_SERVER_CLEANS_UP",
@@ -37,15 +38,23 @@ def _parameters(function: Callable[..., object]) -> Mapping[str, inspect.Paramet
     return inspect.signature(function).parameters
 
 
-# ``loop.create_task(coro, **kwargs)`` passes keywords it does not know
-# (``eager_start`` and whatever comes next) through to the Task or the task
-# factory. False on 3.11, 3.12 and 3.13.0, whose ``create_task(coro, *,
-# name=None, context=None)`` the native ``Loop.create_task`` implements; True
-# on 3.14 and on later 3.13 bug-fix releases (gh-128307, gh-133745), where
-# ``ferroloop.Loop.create_task`` forwards every keyword.
-CREATE_TASK_TAKES_KWARGS: bool = any(
-    p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(asyncio.BaseEventLoop.create_task).values()
-)
+# How ``loop.create_task`` hands its keywords to the Task or the task factory.
+# ``CREATE_TASK_TAKES_KWARGS``: it passes keywords it does not know
+# (``eager_start`` and whatever comes next) through. False on 3.11, 3.12 and
+# 3.13.0 to 3.13.2, whose ``create_task(coro, *, name=None, context=None)``
+# the native ``Loop.create_task`` implements (a factory gets ``context`` if
+# given, the task is named afterwards). True on 3.13.3 and later and on 3.14,
+# where ``ferroloop.Loop.create_task`` is one of the two forms below.
+# ``CREATE_TASK_FORWARDS_NAME``: ``create_task(coro, **kwargs)`` hands every
+# keyword, ``name`` and ``context`` included, to ``Task(coro, loop=loop,
+# **kwargs)`` or ``factory(loop, coro, **kwargs)`` and names nothing itself
+# (3.13.3 and 3.14, gh-128307). False where it takes ``create_task(coro, *,
+# name=None, context=None, **kwargs)`` (3.13.4 and later, gh-133745): a
+# factory gets the other keywords, plus ``context`` if not None, and the task
+# is named with ``set_name(name)`` afterwards.
+_CREATE_TASK = _parameters(asyncio.BaseEventLoop.create_task)
+CREATE_TASK_TAKES_KWARGS: bool = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _CREATE_TASK.values())
+CREATE_TASK_FORWARDS_NAME: bool = CREATE_TASK_TAKES_KWARGS and "name" not in _CREATE_TASK
 
 # ``loop.shutdown_default_executor(timeout=None)``: 3.12 and later; 3.11's
 # takes no argument.

@@ -79,6 +79,48 @@ def _register_task_step_type():
 _register_task_step_type()
 
 
+def _create_task_forwarding_all(self, coro, **kwargs):
+    """Schedule a coroutine as a Task. Every keyword (``name``,
+    ``context``, ``eager_start``, ...) goes to the Task, or to the task
+    factory as ``factory(loop, coro, **kwargs)``."""
+    self._check_closed()
+    factory = self.get_task_factory()
+    if factory is not None:
+        return factory(self, coro, **kwargs)
+    return _new_task(self, coro, kwargs)
+
+
+def _create_task_forwarding_others(self, coro, *, name=None, context=None, **kwargs):
+    """Schedule a coroutine as a Task. The other keywords (``eager_start``,
+    ...) go to the Task, or to the task factory as ``factory(loop, coro,
+    **kwargs)`` with ``context`` added if given; a factory's task is named
+    afterwards."""
+    self._check_closed()
+    factory = self.get_task_factory()
+    if factory is None:
+        return _new_task(self, coro, dict(kwargs, name=name, context=context))
+    if context is not None:
+        kwargs["context"] = context
+    task = factory(self, coro, **kwargs)
+    task.set_name(name)
+    return task
+
+
+def _new_task(loop, coro, kwargs):
+    task = tasks.Task(coro, loop=loop, **kwargs)
+    if task._source_traceback:
+        # Drop this frame and create_task's: the traceback ends where
+        # create_task was called.
+        del task._source_traceback[-2:]
+    return task
+
+
+def _as_method(name, function):
+    """``function``, named as the ``Loop`` method it becomes."""
+    function.__name__, function.__qualname__ = name, f"Loop.{name}"
+    return function
+
+
 def _stop_loop_when_done(fut):
     """Done callback of ``run_until_complete``'s future."""
     if not fut.cancelled():
@@ -215,20 +257,12 @@ class Loop(
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
-    if _compat.CREATE_TASK_TAKES_KWARGS:
-
-        def create_task(self, coro, **kwargs):
-            """Schedule a coroutine as a Task; keyword arguments (name,
-            context, eager_start, ...) go to the Task or the task factory."""
-            self._check_closed()
-            factory = self.get_task_factory()
-            if factory is not None:
-                return factory(self, coro, **kwargs)
-            task = tasks.Task(coro, loop=self, **kwargs)
-            if task._source_traceback:
-                # Drop this frame: the traceback ends where create_task was called.
-                del task._source_traceback[-1]
-            return task
+    # create_task: the native one (``name``, ``context``) unless asyncio's
+    # takes more keywords (see ``_compat.CREATE_TASK_TAKES_KWARGS``).
+    if _compat.CREATE_TASK_FORWARDS_NAME:
+        create_task = _as_method("create_task", _create_task_forwarding_all)
+    elif _compat.CREATE_TASK_TAKES_KWARGS:
+        create_task = _as_method("create_task", _create_task_forwarding_others)
 
     # -- asynchronous generators --------------------------------------------
 
