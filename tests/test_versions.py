@@ -524,3 +524,79 @@ def test_create_task_form_of_3_13_4_names_the_factory_task_afterwards(loop):
     # whatever it is (a task without one is named "None").
     assert loop.run_until_complete(main()) == ("n", "None")
     assert factory.calls == [["eager_start"], ["context"]]
+
+
+# -- event loop policies: deprecated by asyncio from 3.14 ----------------------
+
+POLICIES_DEPRECATED = hasattr(asyncio.events, "_set_event_loop_policy")
+
+
+def test_ferroloop_entry_points_warn_of_nothing(tmp_path):
+    # Where asyncio deprecates policies, ferroloop's policy class and
+    # install() reach them through asyncio's non-warning names; run() and
+    # new_event_loop() involve no policy at all.
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            async def main():
+                return type(asyncio.get_running_loop()).__module__
+            print(asyncio.run(main()))
+            """
+        )
+    )
+    code = """
+        import asyncio, warnings
+        warnings.simplefilter("error", DeprecationWarning)
+        import ferroloop
+
+        async def main():
+            return type(asyncio.get_running_loop()).__name__
+
+        print(ferroloop.run(main()))
+        ferroloop.new_event_loop().close()
+        policy = ferroloop.EventLoopPolicy()
+        ferroloop.install()
+        loop = asyncio.new_event_loop()
+        print(type(loop).__name__)
+        loop.close()
+    """
+    assert run_python(code).split() == ["Loop", "Loop"]
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-m", "ferroloop", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ferroloop._loop"]
+
+
+GET_EVENT_LOOP = """
+    import asyncio, warnings
+    {setup}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError as exc:
+            outcome = ["raises", str(exc)]
+        else:
+            outcome = ["returns", type(loop).__module__]
+            loop.close()
+    print(outcome + [w.category.__name__ for w in caught])
+"""
+
+
+def test_get_event_loop_without_a_loop_behaves_as_with_asyncios_policy():
+    with_asyncio = run_python(GET_EVENT_LOOP.format(setup=""))
+    with_ferroloop = run_python(GET_EVENT_LOOP.format(setup="import ferroloop; ferroloop.install()"))
+    expected = with_asyncio.replace("asyncio.unix_events", "ferroloop._loop")
+    assert with_ferroloop == expected
+
+
+@pytest.mark.skipif(not POLICIES_DEPRECATED, reason="get_event_loop() creates a loop before Python 3.14")
+def test_get_event_loop_raises_when_no_loop_is_set():
+    out = run_python(GET_EVENT_LOOP.format(setup="import ferroloop; ferroloop.install()"))
+    assert out.startswith("['raises', 'There is no current event loop in thread")

@@ -14,7 +14,7 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, tasks
+from asyncio import base_events, events, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -25,6 +25,8 @@ __all__ = (
     "keywords_of",
     "UNIX_SERVER_CLEANS_UP",
     "RUN_TAKES_LOOP_FACTORY",
+    "DEFAULT_POLICY",
+    "set_event_loop_policy",
     "SERVER_ATTACH_TAKES_TRANSPORT",
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
@@ -101,6 +103,22 @@ UNIX_SERVER_CLEANS_UP: bool = "cleanup_socket" in _parameters(asyncio.SelectorEv
 # ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
 # on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.
 RUN_TAKES_LOOP_FACTORY: bool = "loop_factory" in _parameters(asyncio.run)
+
+# Event loop policies are deprecated from 3.14 on (to go in 3.16): asyncio's
+# public names for them (``asyncio.DefaultEventLoopPolicy``,
+# ``asyncio.set_event_loop_policy``, ...) emit a DeprecationWarning, and
+# ``asyncio.get_event_loop()`` no longer creates a loop. asyncio itself keeps
+# using the policy behind ``new_event_loop()`` and an ``asyncio.run()``
+# without ``loop_factory``, through names that do not warn; ferroloop's
+# policy class and ``install()`` use those where they exist.
+#
+# The default policy class of this platform, reached without a warning:
+DEFAULT_POLICY: type = getattr(unix_events, "_DefaultEventLoopPolicy", None) or unix_events.DefaultEventLoopPolicy
+
+# and ``set_event_loop_policy(policy)``, without a warning.
+set_event_loop_policy: Callable[[object], None] = getattr(
+    events, "_set_event_loop_policy", None
+) or asyncio.set_event_loop_policy
 
 # ``asyncio.Server._attach(transport)`` / ``_detach(transport)``: the server
 # tracks its transports from 3.13 on (3.13.0 included); 3.11 and 3.12 only
