@@ -30,6 +30,7 @@ __all__ = (
     "SERVER_ATTACH_TAKES_TRANSPORT",
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
+    "THREADSAFE_HANDLE_WAITS",
     "C_TASK",
     "HAS_IPV6",
     "ssl",
@@ -139,6 +140,12 @@ SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_ta
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
 HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# ``call_soon_threadsafe`` returns a ``_ThreadSafeHandle``, whose
+# ``cancel()`` (and ``cancelled()``) from another thread waits for a callback
+# that is already running (3.14 and later). Read by the native
+# ``Loop.call_soon_threadsafe``, which otherwise returns a plain ``Handle``.
+THREADSAFE_HANDLE_WAITS: bool = hasattr(events, "_ThreadSafeHandle")
 
 # asyncio's C ``Task`` (``_asyncio``), or None on a build without the
 # accelerator module. Every Python ferroloop supports has it on CPython.

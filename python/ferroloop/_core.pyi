@@ -13,6 +13,7 @@ __all__ = [
     "SockWaiter",
     "TimerHandle",
     "TransportCore",
+    "_ThreadSafeHandle",
     "__version__",
     "_register_task_step_type",
 ]
@@ -58,6 +59,11 @@ class TimerHandle(Handle):
     def __le__(self, other: TimerHandle, /) -> bool: ...
     def __gt__(self, other: TimerHandle, /) -> bool: ...
     def __ge__(self, other: TimerHandle, /) -> bool: ...
+
+@final
+class _ThreadSafeHandle(Handle):
+    """What ``call_soon_threadsafe`` returns where asyncio's returns a
+    ``_ThreadSafeHandle``: ``cancel()`` waits for a callback already running."""
 
 @disjoint_base
 class Loop:

@@ -91,7 +91,9 @@ unsafe fn parse<'py>(
     }
     let rest = PyTuple::new(
         py,
-        positional[required.min(nargs)..].iter().map(|&p| borrowed(p)),
+        positional[required.min(nargs)..]
+            .iter()
+            .map(|&p| borrowed(p)),
     )?;
     let mut context = None;
     if !kwnames.is_null() {
