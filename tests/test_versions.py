@@ -600,3 +600,47 @@ def test_get_event_loop_without_a_loop_behaves_as_with_asyncios_policy():
 def test_get_event_loop_raises_when_no_loop_is_set():
     out = run_python(GET_EVENT_LOOP.format(setup="import ferroloop; ferroloop.install()"))
     assert out.startswith("['raises', 'There is no current event loop in thread")
+
+
+# -- bind failures, worded as the running asyncio words them ------------------
+
+
+def bind_failures(loop):
+    """The errors create_server and create_connection(local_addr=) raise
+    when binding fails: an address in use, and one not available here."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    attempts = [
+        loop.create_server(asyncio.Protocol, "127.0.0.1", port, reuse_address=False),
+        loop.create_connection(asyncio.Protocol, "127.0.0.1", closed_port(), local_addr=("127.0.0.1", port)),
+        # TEST-NET-1 (RFC 5737): not an address of this machine.
+        loop.create_server(asyncio.Protocol, "192.0.2.1", 0),
+    ]
+    errors = []
+    try:
+        for attempt in attempts:
+            try:
+                loop.run_until_complete(attempt)
+            except OSError as exc:
+                errors.append((type(exc).__name__, exc.errno, str(exc).replace(str(port), "PORT")))
+            else:
+                errors.append("no error")
+    finally:
+        taken.close()
+    return errors
+
+
+def test_bind_failures_are_worded_as_by_asyncio():
+    import ferroloop
+
+    results = []
+    for factory in (ferroloop.new_event_loop, asyncio.SelectorEventLoop):
+        loop = factory()
+        try:
+            results.append(bind_failures(loop))
+        finally:
+            loop.close()
+    assert results[0] == results[1]
+    assert "address already in use" in results[1][0][2]

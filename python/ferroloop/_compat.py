@@ -24,6 +24,10 @@ __all__ = (
     "SHUTDOWN_EXECUTOR_TAKES_TIMEOUT",
     "keywords_of",
     "UNIX_SERVER_CLEANS_UP",
+    "SERVER_BIND_ERROR_IN_FULL",
+    "CONNECT_BIND_ERROR_IN_FULL",
+    "CREATE_SERVER_SKIPS_UNAVAILABLE",
+    "bind_error",
     "RUN_TAKES_LOOP_FACTORY",
     "DEFAULT_POLICY",
     "set_event_loop_policy",
@@ -63,6 +67,13 @@ CREATE_TASK_FORWARDS_NAME: bool = CREATE_TASK_TAKES_KWARGS and "name" not in _CR
 # takes no argument.
 SHUTDOWN_EXECUTOR_TAKES_TIMEOUT: bool = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
 
+def _source(function: Callable[..., object]) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):  # pragma: no cover - asyncio without sources
+        return ""
+
+
 _Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
 
 
@@ -100,6 +111,30 @@ def keywords_of(reference: Callable[..., object]) -> Callable[[_Method], _Method
 # ``create_unix_server(..., cleanup_socket=True)``: closing the server
 # removes the socket's file (3.13 and later); before, the file stays.
 UNIX_SERVER_CLEANS_UP: bool = "cleanup_socket" in _parameters(asyncio.SelectorEventLoop.create_unix_server)
+
+# How a failed bind is worded by ``create_server`` and by
+# ``create_connection(local_addr=)``: "error while attempting to bind on
+# address ADDR: " and the error's ``strerror`` (3.11, 3.12), or its whole
+# ``str()``, "[errno 98] address already in use" (3.13), lowercased. Nothing
+# but the wording changed, so no signature or attribute shows it: asyncio's
+# own source is read (without it, the older wording is used).
+SERVER_BIND_ERROR_IN_FULL: bool = "str(err).lower()" in _source(base_events.BaseEventLoop.create_server)
+CONNECT_BIND_ERROR_IN_FULL: bool = "str(exc).lower()" in _source(
+    base_events.BaseEventLoop._connect_sock  # type: ignore[attr-defined]
+)
+
+
+def bind_error(err: OSError, address: object, in_full: bool) -> OSError:
+    """The error ``create_server``/``create_connection`` raise for ``err``
+    from binding ``address``, worded as the running asyncio words it."""
+    detail = str(err) if in_full else (err.strerror or str(err))
+    return OSError(err.errno, f"error while attempting to bind on address {address!r}: {detail.lower()}")
+
+
+# ``create_server`` skips an address whose bind fails with EADDRNOTAVAIL (its
+# address family not enabled, bpo-30945) and raises only if it bound none:
+# 3.13 and later (same source probe as above).
+CREATE_SERVER_SKIPS_UNAVAILABLE: bool = "EADDRNOTAVAIL" in _source(base_events.BaseEventLoop.create_server)
 
 # ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
 # on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.

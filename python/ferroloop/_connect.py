@@ -105,12 +105,7 @@ class ConnectMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        mine.append(
-                            OSError(
-                                exc.errno,
-                                f"error while attempting to bind on address {laddr!r}: {exc.strerror.lower()}",
-                            )
-                        )
+                        mine.append(_compat.bind_error(exc, laddr, _compat.CONNECT_BIND_ERROR_IN_FULL))
                 else:
                     if mine:
                         raise mine.pop()

@@ -16,7 +16,14 @@ import sys
 
 from asyncio import base_events, constants, tasks, trsock
 
-from ._compat import HAS_IPV6, UNIX_SERVER_CLEANS_UP, keywords_of
+from ._compat import (
+    CREATE_SERVER_SKIPS_UNAVAILABLE,
+    HAS_IPV6,
+    SERVER_BIND_ERROR_IN_FULL,
+    UNIX_SERVER_CLEANS_UP,
+    bind_error,
+    keywords_of,
+)
 from ._hooks import logger
 from ._tls import check_ssl_socket, reject_tls
 
@@ -117,9 +124,17 @@ class ServerMixin:
                     try:
                         sock.bind(sa)
                     except OSError as err:
-                        raise OSError(
-                            err.errno, f"error while attempting to bind on address {sa!r}: {err.strerror.lower()}"
-                        ) from None
+                        error = bind_error(err, sa, SERVER_BIND_ERROR_IN_FULL)
+                        if err.errno == errno.EADDRNOTAVAIL and CREATE_SERVER_SKIPS_UNAVAILABLE:
+                            # The address family is not enabled: skip it.
+                            sockets.pop()
+                            sock.close()
+                            if self.get_debug():
+                                logger().warning(error.strerror)
+                            continue
+                        raise error from None
+                if CREATE_SERVER_SKIPS_UNAVAILABLE and not sockets:
+                    raise OSError(f"could not bind on any address out of {[info[4] for info in infos]!r}")
                 completed = True
             finally:
                 if not completed:
