@@ -13,6 +13,8 @@ fails here until ferroloop takes it too. Native methods are read through
 their ``__text_signature__`` (which ``inspect.signature`` uses).
 
 Deliberate differences are listed in ``DIFFERENCES`` with their reasons.
+Apart from the methods: handles and the stream transport are classes of
+ferroloop's own (see README), which the last tests pin down.
 """
 
 import asyncio
@@ -137,3 +139,16 @@ def test_differences_are_few_and_explained():
     assert len(DIFFERENCES) <= 3
     for key, reason in DIFFERENCES.items():
         assert reason and len(reason) > 20, key
+
+
+def test_handles_are_ferroloops_own_classes(loops):
+    # README: ferroloop's native handles have asyncio's methods (compared
+    # above) but are not subclasses of asyncio.Handle.
+    ours, _ = loops
+    handle = ours.call_soon(print)
+    timer = ours.call_later(10, print)
+    for made in (handle, timer):
+        made.cancel()
+        assert isinstance(made, ferroloop.Handle)
+        assert not isinstance(made, asyncio.Handle)
+    assert isinstance(timer, ferroloop.TimerHandle)
