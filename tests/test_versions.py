@@ -13,6 +13,21 @@ import textwrap
 import pytest
 from conftest import run_briefly
 
+import ferroloop
+
+
+def on_both_loops(scenario):
+    """``scenario(loop)`` on a new ferroloop loop, then on a new asyncio
+    loop: the two results."""
+    results = []
+    for factory in (ferroloop.new_event_loop, asyncio.SelectorEventLoop):
+        loop = factory()
+        try:
+            results.append(scenario(loop))
+        finally:
+            loop.close()
+    return results
+
 
 def run_python(code):
     proc = subprocess.run(
@@ -254,8 +269,6 @@ async def loop_report():
 
 @pytest.mark.skipif(not RUN_TAKES_LOOP_FACTORY, reason="asyncio.run(loop_factory=) is new in Python 3.12")
 def test_asyncio_run_with_the_ferroloop_factory():
-    import ferroloop
-
     loop_type, loop, finalized = asyncio.run(loop_report(), loop_factory=ferroloop.new_event_loop)
     assert loop_type is ferroloop.Loop
     # asyncio.run closed the loop after finalizing the generator.
@@ -265,8 +278,6 @@ def test_asyncio_run_with_the_ferroloop_factory():
 
 def test_asyncio_runner_with_the_ferroloop_factory():
     import contextvars
-
-    import ferroloop
 
     var = contextvars.ContextVar("var", default="unset")
 
@@ -286,8 +297,6 @@ def test_asyncio_runner_with_the_ferroloop_factory():
 @pytest.mark.parametrize("kind", ["ferroloop", "asyncio"])
 def test_asyncio_runner_turns_ctrl_c_into_cancellation(kind):
     import signal
-
-    import ferroloop
 
     factory = ferroloop.new_event_loop if kind == "ferroloop" else asyncio.SelectorEventLoop
     cancelled = []
@@ -424,16 +433,8 @@ def create_task_trace(loop):
 
 
 def test_create_task_keywords_reach_the_task_and_the_factory_as_on_asyncio():
-    import ferroloop
-
-    traces = []
-    for factory in (ferroloop.new_event_loop, asyncio.SelectorEventLoop):
-        loop = factory()
-        try:
-            traces.append(create_task_trace(loop))
-        finally:
-            loop.close()
-    assert traces[0] == traces[1]
+    on_ferroloop, on_asyncio = on_both_loops(create_task_trace)
+    assert on_ferroloop == on_asyncio
 
 
 @pytest.mark.skipif(not CREATE_TASK_KWARGS, reason="create_task(**kwargs) is new in Python 3.13.3 and 3.14")
@@ -633,14 +634,6 @@ def bind_failures(loop):
 
 
 def test_bind_failures_are_worded_as_by_asyncio():
-    import ferroloop
-
-    results = []
-    for factory in (ferroloop.new_event_loop, asyncio.SelectorEventLoop):
-        loop = factory()
-        try:
-            results.append(bind_failures(loop))
-        finally:
-            loop.close()
-    assert results[0] == results[1]
-    assert "address already in use" in results[1][0][2]
+    on_ferroloop, on_asyncio = on_both_loops(bind_failures)
+    assert on_ferroloop == on_asyncio
+    assert "address already in use" in on_asyncio[0][2]
