@@ -637,3 +637,36 @@ def test_bind_failures_are_worded_as_by_asyncio():
     on_ferroloop, on_asyncio = on_both_loops(bind_failures)
     assert on_ferroloop == on_asyncio
     assert "address already in use" in on_asyncio[0][2]
+
+
+def test_callback_checks_warn_of_nothing():
+    # Debug mode's callback checks and add_signal_handler tell coroutine
+    # functions apart without asyncio.iscoroutinefunction, deprecated in 3.14.
+    code = """
+        import asyncio, signal, warnings
+        warnings.simplefilter("error", DeprecationWarning)
+        import ferroloop
+
+        async def coroutine_function():
+            pass
+
+        loop = ferroloop.new_event_loop()
+        loop.set_debug(True)
+        for attempt in (
+            lambda: loop.call_soon(coroutine_function),
+            lambda: loop.add_signal_handler(signal.SIGUSR1, coroutine_function),
+        ):
+            try:
+                attempt()
+            except TypeError as exc:
+                print(exc)
+        loop.call_soon(print, "plain callback")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.close()
+    """
+    assert run_python(code).splitlines() == [
+        "coroutines cannot be used with call_soon()",
+        "coroutines cannot be used with add_signal_handler()",
+        "plain callback",
+    ]

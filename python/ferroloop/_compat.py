@@ -14,7 +14,7 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, events, tasks, unix_events
+from asyncio import base_events, coroutines, events, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ __all__ = (
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
     "THREADSAFE_HANDLE_WAITS",
+    "iscoroutinefunction",
     "C_TASK",
     "HAS_IPV6",
     "ssl",
@@ -181,6 +182,14 @@ HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
 # that is already running (3.14 and later). Read by the native
 # ``Loop.call_soon_threadsafe``, which otherwise returns a plain ``Handle``.
 THREADSAFE_HANDLE_WAITS: bool = hasattr(events, "_ThreadSafeHandle")
+
+# asyncio's test for a coroutine function (``inspect``'s, or a function
+# carrying asyncio's old ``_is_coroutine`` mark), by the name that does not
+# warn: ``asyncio.iscoroutinefunction`` is deprecated from 3.14 on, where
+# asyncio itself calls ``coroutines._iscoroutinefunction``.
+iscoroutinefunction: Callable[[object], bool] = (
+    getattr(coroutines, "_iscoroutinefunction", None) or coroutines.iscoroutinefunction
+)
 
 # asyncio's C ``Task`` (``_asyncio``), or None on a build without the
 # accelerator module. Every Python ferroloop supports has it on CPython.

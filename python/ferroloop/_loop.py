@@ -435,7 +435,7 @@ class Loop(
     def add_signal_handler(self, sig, callback, *args):
         """Call ``callback(*args)`` on the loop when signal ``sig`` arrives.
         Only possible from the main thread."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
