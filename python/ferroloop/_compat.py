@@ -1,13 +1,16 @@
 """What differs between the Python versions and builds ferroloop runs on.
 
 Every difference is a feature probed once, here, on the running asyncio
-(signatures, attributes), never a comparison of version numbers: asyncio
+(signatures, attributes; its source where nothing else shows a change of
+wording), never a comparison of version numbers: asyncio
 changes between patch releases too (``create_task`` took ``**kwargs`` in a
 3.13 bug-fix release, not in 3.13.0). The package imports this module first;
 no other module looks at ``sys.version_info``.
 
 Each probe says what it detects and where asyncio differs (as of 3.11.7,
-3.12.1 and 3.13.0, the versions ferroloop is tested on).
+3.12.1 and 3.13.0, the versions ferroloop is tested on, and 3.14 as read in
+CPython's sources). A few helpers apply a probe where several modules need
+it (``keywords_of``, ``bind_error``).
 """
 
 import asyncio
@@ -46,6 +49,15 @@ def _parameters(function: Callable[..., object]) -> Mapping[str, inspect.Paramet
     return inspect.signature(function).parameters
 
 
+def _source(function: Callable[..., object]) -> str:
+    """The source of one of asyncio's functions, for the rare difference
+    nothing else shows ("" where the sources are not installed)."""
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):  # pragma: no cover - asyncio without sources
+        return ""
+
+
 # How ``loop.create_task`` hands its keywords to the Task or the task factory.
 # ``CREATE_TASK_TAKES_KWARGS``: it passes keywords it does not know
 # (``eager_start`` and whatever comes next) through. False on 3.11, 3.12 and
@@ -67,12 +79,6 @@ CREATE_TASK_FORWARDS_NAME: bool = CREATE_TASK_TAKES_KWARGS and "name" not in _CR
 # ``loop.shutdown_default_executor(timeout=None)``: 3.12 and later; 3.11's
 # takes no argument.
 SHUTDOWN_EXECUTOR_TAKES_TIMEOUT: bool = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
-
-def _source(function: Callable[..., object]) -> str:
-    try:
-        return inspect.getsource(function)
-    except (OSError, TypeError):  # pragma: no cover - asyncio without sources
-        return ""
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
