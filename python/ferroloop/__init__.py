@@ -22,26 +22,29 @@ def new_event_loop():
     return Loop()
 
 
-class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+class EventLoopPolicy(_compat.DEFAULT_POLICY):
     """asyncio's default policy for this platform, creating ferroloop loops.
 
-    ``asyncio.new_event_loop()``, ``asyncio.get_event_loop()`` and (before
-    Python 3.12's ``loop_factory``) ``asyncio.run()`` create their loops
-    through the policy.
+    ``asyncio.new_event_loop()``, ``asyncio.get_event_loop()`` and an
+    ``asyncio.run()`` without ``loop_factory`` create their loops through
+    the policy. asyncio deprecates policies from Python 3.14 on; there,
+    prefer ``ferroloop.run`` or ``loop_factory=ferroloop.new_event_loop``.
     """
 
     _loop_factory = Loop
 
 
 def install():
-    """Make ferroloop the event loop asyncio creates by default."""
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+    """Make ferroloop the event loop asyncio creates by default (installs
+    ``EventLoopPolicy``; where asyncio deprecates policies, without its
+    warning)."""
+    _compat.set_event_loop_policy(EventLoopPolicy())
 
 
 def run(main, *, debug=None):
     """Run coroutine ``main`` on a new ferroloop loop, like ``asyncio.run``:
     shut asynchronous generators and the default executor down, close the
-    loop, and return ``main``'s result."""
+    loop, and return ``main``'s result. No event loop policy is involved."""
     if _compat.RUN_TAKES_LOOP_FACTORY:
         return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
     if _asyncio.events._get_running_loop() is not None:

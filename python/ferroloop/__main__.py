@@ -5,7 +5,10 @@
 
 ferroloop's policy is installed first, so the program's ``asyncio.run``,
 ``asyncio.new_event_loop`` and ``asyncio.get_event_loop`` create ferroloop
-loops.
+loops. The policy is the one hook asyncio offers a program that does not
+pass ``loop_factory``; where asyncio deprecates policies (3.14+), it is set
+through asyncio's own non-warning setter, so the program sees no warning
+caused by ferroloop.
 """
 
 import os

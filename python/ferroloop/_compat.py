@@ -1,29 +1,44 @@
 """What differs between the Python versions and builds ferroloop runs on.
 
 Every difference is a feature probed once, here, on the running asyncio
-(signatures, attributes), never a comparison of version numbers: asyncio
+(signatures, attributes; its source where nothing else shows a change of
+wording), never a comparison of version numbers: asyncio
 changes between patch releases too (``create_task`` took ``**kwargs`` in a
 3.13 bug-fix release, not in 3.13.0). The package imports this module first;
 no other module looks at ``sys.version_info``.
 
 Each probe says what it detects and where asyncio differs (as of 3.11.7,
-3.12.1 and 3.13.0, the versions ferroloop is tested on).
+3.12.1 and 3.13.0, the versions ferroloop is tested on, and 3.14 as read in
+CPython's sources). A few helpers apply a probe where several modules need
+it (``keywords_of``, ``bind_error``).
 """
 
 import asyncio
+import functools
 import inspect
 import socket
-from asyncio import base_events, tasks
-from collections.abc import Callable, Mapping
+from asyncio import base_events, coroutines, events, tasks, unix_events
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 __all__ = (
     "CREATE_TASK_TAKES_KWARGS",
+    "CREATE_TASK_FORWARDS_NAME",
     "SHUTDOWN_EXECUTOR_TAKES_TIMEOUT",
-    "CREATE_CONNECTION_TAKES_ALL_ERRORS",
+    "keywords_of",
+    "UNIX_SERVER_CLEANS_UP",
+    "SERVER_BIND_ERROR_IN_FULL",
+    "CONNECT_BIND_ERROR_IN_FULL",
+    "CREATE_SERVER_SKIPS_UNAVAILABLE",
+    "bind_error",
     "RUN_TAKES_LOOP_FACTORY",
+    "DEFAULT_POLICY",
+    "set_event_loop_policy",
     "SERVER_ATTACH_TAKES_TRANSPORT",
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
+    "THREADSAFE_HANDLE_WAITS",
+    "iscoroutinefunction",
     "C_TASK",
     "HAS_IPV6",
     "ssl",
@@ -34,26 +49,119 @@ def _parameters(function: Callable[..., object]) -> Mapping[str, inspect.Paramet
     return inspect.signature(function).parameters
 
 
-# ``loop.create_task(coro, **kwargs)`` passes keywords it does not know
-# (``eager_start`` and whatever comes next) through to the Task or the task
-# factory. False on 3.11, 3.12 and 3.13.0, whose ``create_task(coro, *,
-# name=None, context=None)`` the native ``Loop.create_task`` implements; True
-# on 3.14 and on later 3.13 bug-fix releases (gh-128307, gh-133745), where
-# ``ferroloop.Loop.create_task`` forwards every keyword.
-CREATE_TASK_TAKES_KWARGS: bool = any(
-    p.kind is inspect.Parameter.VAR_KEYWORD for p in _parameters(asyncio.BaseEventLoop.create_task).values()
-)
+def _source(function: Callable[..., object]) -> str:
+    """The source of one of asyncio's functions, for the rare difference
+    nothing else shows ("" where the sources are not installed)."""
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):  # pragma: no cover - asyncio without sources
+        return ""
+
+
+# How ``loop.create_task`` hands its keywords to the Task or the task factory.
+# ``CREATE_TASK_TAKES_KWARGS``: it passes keywords it does not know
+# (``eager_start`` and whatever comes next) through. False on 3.11, 3.12 and
+# 3.13.0 to 3.13.2, whose ``create_task(coro, *, name=None, context=None)``
+# the native ``Loop.create_task`` implements (a factory gets ``context`` if
+# given, the task is named afterwards). True on 3.13.3 and later and on 3.14,
+# where ``ferroloop.Loop.create_task`` is one of the two forms below.
+# ``CREATE_TASK_FORWARDS_NAME``: ``create_task(coro, **kwargs)`` hands every
+# keyword, ``name`` and ``context`` included, to ``Task(coro, loop=loop,
+# **kwargs)`` or ``factory(loop, coro, **kwargs)`` and names nothing itself
+# (3.13.3 and 3.14, gh-128307). False where it takes ``create_task(coro, *,
+# name=None, context=None, **kwargs)`` (3.13.4 and later, gh-133745): a
+# factory gets the other keywords, plus ``context`` if not None, and the task
+# is named with ``set_name(name)`` afterwards.
+_CREATE_TASK = _parameters(asyncio.BaseEventLoop.create_task)
+CREATE_TASK_TAKES_KWARGS: bool = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _CREATE_TASK.values())
+CREATE_TASK_FORWARDS_NAME: bool = CREATE_TASK_TAKES_KWARGS and "name" not in _CREATE_TASK
 
 # ``loop.shutdown_default_executor(timeout=None)``: 3.12 and later; 3.11's
 # takes no argument.
 SHUTDOWN_EXECUTOR_TAKES_TIMEOUT: bool = "timeout" in _parameters(asyncio.BaseEventLoop.shutdown_default_executor)
 
-# ``loop.create_connection(..., all_errors=False)``: 3.12 and later.
-CREATE_CONNECTION_TAKES_ALL_ERRORS: bool = "all_errors" in _parameters(asyncio.BaseEventLoop.create_connection)
+
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
+
+
+def keywords_of(reference: Callable[..., object]) -> Callable[[_Method], _Method]:
+    """Decorator for a coroutine method that declares every keyword-only
+    parameter asyncio's ``reference`` method has on any supported Python
+    version: those the running asyncio's lacks are left out of the method's
+    signature and refused with the TypeError asyncio raises for them.
+
+    Keywords and the versions that added them: ``create_connection(...,
+    all_errors=False)`` (3.12), ``create_server(..., keep_alive=None)`` and
+    ``create_unix_server(..., cleanup_socket=True)`` (3.13)."""
+    accepted = _parameters(reference)
+
+    def decorate(method: _Method) -> _Method:
+        signature = inspect.signature(method)
+        kept = [p for p in signature.parameters.values() if p.kind is not p.KEYWORD_ONLY or p.name in accepted]
+        absent = [p.name for p in signature.parameters.values() if p not in kept]
+        if not absent:
+            return method
+
+        @functools.wraps(method)
+        async def restricted(*args: Any, **kwargs: Any) -> Any:
+            for name in absent:
+                if name in kwargs:
+                    raise TypeError(f"{method.__qualname__}() got an unexpected keyword argument {name!r}")
+            return await method(*args, **kwargs)
+
+        restricted.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+        return restricted  # type: ignore[return-value]
+
+    return decorate
+
+
+# ``create_unix_server(..., cleanup_socket=True)``: closing the server
+# removes the socket's file (3.13 and later); before, the file stays.
+UNIX_SERVER_CLEANS_UP: bool = "cleanup_socket" in _parameters(asyncio.SelectorEventLoop.create_unix_server)
+
+# How a failed bind is worded by ``create_server`` and by
+# ``create_connection(local_addr=)``: "error while attempting to bind on
+# address ADDR: " and the error's ``strerror`` (3.11, 3.12), or its whole
+# ``str()``, "[errno 98] address already in use" (3.13), lowercased. Nothing
+# but the wording changed, so no signature or attribute shows it: asyncio's
+# own source is read (without it, the older wording is used).
+SERVER_BIND_ERROR_IN_FULL: bool = "str(err).lower()" in _source(base_events.BaseEventLoop.create_server)
+CONNECT_BIND_ERROR_IN_FULL: bool = "str(exc).lower()" in _source(
+    base_events.BaseEventLoop._connect_sock  # type: ignore[attr-defined]
+)
+
+
+def bind_error(err: OSError, address: object, in_full: bool) -> OSError:
+    """The error ``create_server``/``create_connection`` raise for ``err``
+    from binding ``address``, worded as the running asyncio words it."""
+    detail = str(err) if in_full else (err.strerror or str(err))
+    return OSError(err.errno, f"error while attempting to bind on address {address!r}: {detail.lower()}")
+
+
+# ``create_server`` skips an address whose bind fails with EADDRNOTAVAIL (its
+# address family not enabled, bpo-30945) and raises only if it bound none:
+# 3.13 and later (same source probe as above).
+CREATE_SERVER_SKIPS_UNAVAILABLE: bool = "EADDRNOTAVAIL" in _source(base_events.BaseEventLoop.create_server)
 
 # ``asyncio.run(main, *, debug=None, loop_factory=None)``: 3.12 and later;
 # on 3.11, ``asyncio.Runner`` is the way to run on a loop of our own.
 RUN_TAKES_LOOP_FACTORY: bool = "loop_factory" in _parameters(asyncio.run)
+
+# Event loop policies are deprecated from 3.14 on (to go in 3.16): asyncio's
+# public names for them (``asyncio.DefaultEventLoopPolicy``,
+# ``asyncio.set_event_loop_policy``, ...) emit a DeprecationWarning, and
+# ``asyncio.get_event_loop()`` no longer creates a loop. asyncio itself keeps
+# using the policy behind ``new_event_loop()`` and an ``asyncio.run()``
+# without ``loop_factory``, through names that do not warn; ferroloop's
+# policy class and ``install()`` use those where they exist.
+#
+# The default policy class of this platform, reached without a warning:
+DEFAULT_POLICY: type = getattr(unix_events, "_DefaultEventLoopPolicy", None) or unix_events.DefaultEventLoopPolicy
+
+# and ``set_event_loop_policy(policy)``, without a warning.
+set_event_loop_policy: Callable[[object], None] = getattr(
+    events, "_set_event_loop_policy", None
+) or asyncio.set_event_loop_policy
 
 # ``asyncio.Server._attach(transport)`` / ``_detach(transport)``: the server
 # tracks its transports from 3.13 on (3.13.0 included); 3.11 and 3.12 only
@@ -74,6 +182,20 @@ SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_ta
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
 HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# ``call_soon_threadsafe`` returns a ``_ThreadSafeHandle``, whose
+# ``cancel()`` (and ``cancelled()``) from another thread waits for a callback
+# that is already running (3.14 and later). Read by the native
+# ``Loop.call_soon_threadsafe``, which otherwise returns a plain ``Handle``.
+THREADSAFE_HANDLE_WAITS: bool = hasattr(events, "_ThreadSafeHandle")
+
+# asyncio's test for a coroutine function (``inspect``'s, or a function
+# carrying asyncio's old ``_is_coroutine`` mark), by the name that does not
+# warn: ``asyncio.iscoroutinefunction`` is deprecated from 3.14 on, where
+# asyncio itself calls ``coroutines._iscoroutinefunction``.
+iscoroutinefunction: Callable[[object], bool] = (
+    getattr(coroutines, "_iscoroutinefunction", None) or coroutines.iscoroutinefunction
+)
 
 # asyncio's C ``Task`` (``_asyncio``), or None on a build without the
 # accelerator module. Every Python ferroloop supports has it on CPython.

@@ -7,6 +7,7 @@ binding) with asyncio's semantics, errors and messages; the bytes go
 through the native transport core.
 """
 
+import asyncio
 import functools
 import itertools
 import os
@@ -115,12 +116,7 @@ class ConnectMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        mine.append(
-                            OSError(
-                                exc.errno,
-                                f"error while attempting to bind on address {laddr!r}: {exc.strerror.lower()}",
-                            )
-                        )
+                        mine.append(_compat.bind_error(exc, laddr, _compat.CONNECT_BIND_ERROR_IN_FULL))
                 else:
                     if mine:
                         raise mine.pop()
@@ -139,6 +135,7 @@ class ConnectMixin:
         finally:
             exceptions_ = mine = None
 
+    @_compat.keywords_of(asyncio.BaseEventLoop.create_connection)
     async def create_connection(
         self,
         protocol_factory,
@@ -156,11 +153,11 @@ class ConnectMixin:
         ssl_shutdown_timeout=None,
         happy_eyeballs_delay=None,
         interleave=None,
-        **kwargs,
+        all_errors=False,
     ):
-        """Open a TCP connection and return ``(transport, protocol)``."""
-        if kwargs:
-            self._check_connection_kwargs(kwargs)
+        """Open a TCP connection and return ``(transport, protocol)``. With
+        ``all_errors``, a failure to connect to every address raises an
+        ``ExceptionGroup`` of each attempt's error."""
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
         if server_hostname is None and ssl:
@@ -210,6 +207,8 @@ class ConnectMixin:
             if sock is None:
                 flat = [exc for group in exceptions_ for exc in group]
                 try:
+                    if all_errors:
+                        raise ExceptionGroup("create_connection failed", flat)
                     raise _combined_connect_error(flat)
                 finally:
                     flat = exceptions_ = None
@@ -237,15 +236,6 @@ class ConnectMixin:
                 protocol,
             )
         return transport, protocol
-
-    def _check_connection_kwargs(self, kwargs):
-        # Keyword arguments of newer asyncio versions (all_errors in 3.12).
-        if _compat.CREATE_CONNECTION_TAKES_ALL_ERRORS and set(kwargs) <= {"all_errors"}:
-            if kwargs.get("all_errors"):
-                raise NotImplementedError("ferroloop does not implement create_connection(all_errors=True) yet")
-            return
-        name = next(iter(kwargs))
-        raise TypeError(f"create_connection() got an unexpected keyword argument {name!r}")
 
     async def create_unix_connection(
         self,

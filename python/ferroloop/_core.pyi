@@ -13,6 +13,7 @@ __all__ = [
     "SockWaiter",
     "TimerHandle",
     "TransportCore",
+    "_ThreadSafeHandle",
     "__version__",
     "_register_task_step_type",
 ]
@@ -59,6 +60,11 @@ class TimerHandle(Handle):
     def __gt__(self, other: TimerHandle, /) -> bool: ...
     def __ge__(self, other: TimerHandle, /) -> bool: ...
 
+@final
+class _ThreadSafeHandle(Handle):
+    """What ``call_soon_threadsafe`` returns where asyncio's returns a
+    ``_ThreadSafeHandle``: ``cancel()`` waits for a callback already running."""
+
 @disjoint_base
 class Loop:
     """The native event loop; ``ferroloop.Loop`` is its Python subclass."""
@@ -68,16 +74,15 @@ class Loop:
     def __new__(cls, *_args: Any, **_kwargs: Any) -> Loop: ...
     def time(self) -> float: ...
     def call_soon(
-        self, callback: Callable[..., object], /, *args: Any, context: contextvars.Context | None = None
+        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
     ) -> Handle: ...
     def call_soon_threadsafe(
-        self, callback: Callable[..., object], /, *args: Any, context: contextvars.Context | None = None
+        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
     ) -> Handle: ...
     def call_later(
         self,
         delay: float,
         callback: Callable[..., object],
-        /,
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> TimerHandle: ...
@@ -85,7 +90,6 @@ class Loop:
         self,
         when: float,
         callback: Callable[..., object],
-        /,
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> TimerHandle: ...

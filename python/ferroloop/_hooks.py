@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from asyncio import base_events, coroutines, format_helpers, tasks
 
-from . import _core
+from . import _compat, _core
 
 __all__ = (
     "_report_callback_error",
@@ -78,7 +78,7 @@ def _extract_stack() -> traceback.StackSummary | None:
 def _check_callback(callback: object, method: str) -> None:
     """Called by native code in debug mode (and by ``run_in_executor``):
     refuse coroutines and non-callables passed as callbacks to ``method``."""
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+    if coroutines.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")

@@ -16,6 +16,7 @@ running Python version; differences are documented where they exist.
 import asyncio
 import concurrent.futures
 import errno
+import inspect
 import signal
 import sys
 import threading
@@ -61,7 +62,10 @@ def _register_task_step_type():
 
     coro = nothing()
     try:
-        task = c_task(coro, loop=StandIn())
+        # Named, so that it does not take a number from the counter behind
+        # asyncio's automatic task names ("Task-1", ...): importing
+        # ferroloop must not change the names of the program's tasks.
+        task = c_task(coro, loop=StandIn(), name="ferroloop task-step probe")
         task._log_destroy_pending = False
         del task
     except Exception:
@@ -74,6 +78,48 @@ def _register_task_step_type():
 
 
 _register_task_step_type()
+
+
+def _create_task_forwarding_all(self, coro, **kwargs):
+    """Schedule a coroutine as a Task. Every keyword (``name``,
+    ``context``, ``eager_start``, ...) goes to the Task, or to the task
+    factory as ``factory(loop, coro, **kwargs)``."""
+    self._check_closed()
+    factory = self.get_task_factory()
+    if factory is not None:
+        return factory(self, coro, **kwargs)
+    return _new_task(self, coro, kwargs)
+
+
+def _create_task_forwarding_others(self, coro, *, name=None, context=None, **kwargs):
+    """Schedule a coroutine as a Task. The other keywords (``eager_start``,
+    ...) go to the Task, or to the task factory as ``factory(loop, coro,
+    **kwargs)`` with ``context`` added if given; a factory's task is named
+    afterwards."""
+    self._check_closed()
+    factory = self.get_task_factory()
+    if factory is None:
+        return _new_task(self, coro, dict(kwargs, name=name, context=context))
+    if context is not None:
+        kwargs["context"] = context
+    task = factory(self, coro, **kwargs)
+    task.set_name(name)
+    return task
+
+
+def _new_task(loop, coro, kwargs):
+    task = tasks.Task(coro, loop=loop, **kwargs)
+    if task._source_traceback:
+        # Drop this frame and create_task's: the traceback ends where
+        # create_task was called.
+        del task._source_traceback[-2:]
+    return task
+
+
+def _as_method(name, function):
+    """``function``, named as the ``Loop`` method it becomes."""
+    function.__name__, function.__qualname__ = name, f"Loop.{name}"
+    return function
 
 
 def _stop_loop_when_done(fut):
@@ -116,6 +162,9 @@ class Loop(
         self._executor_shutdown_called = False
         self._exception_handler = None
         self._signal_handlers = {}
+        # Listening Unix socket -> (path, identity) of the file that closing
+        # its server removes (``ServerMixin``).
+        self._unix_socket_files = {}
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self.set_debug(coroutines._is_debug_mode())
@@ -210,20 +259,12 @@ class Loop(
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
-    if _compat.CREATE_TASK_TAKES_KWARGS:
-
-        def create_task(self, coro, **kwargs):
-            """Schedule a coroutine as a Task; keyword arguments (name,
-            context, eager_start, ...) go to the Task or the task factory."""
-            self._check_closed()
-            factory = self.get_task_factory()
-            if factory is not None:
-                return factory(self, coro, **kwargs)
-            task = tasks.Task(coro, loop=self, **kwargs)
-            if task._source_traceback:
-                # Drop this frame: the traceback ends where create_task was called.
-                del task._source_traceback[-1]
-            return task
+    # create_task: the native one (``name``, ``context``) unless asyncio's
+    # takes more keywords (see ``_compat.CREATE_TASK_TAKES_KWARGS``).
+    if _compat.CREATE_TASK_FORWARDS_NAME:
+        create_task = _as_method("create_task", _create_task_forwarding_all)
+    elif _compat.CREATE_TASK_TAKES_KWARGS:
+        create_task = _as_method("create_task", _create_task_forwarding_others)
 
     # -- asynchronous generators --------------------------------------------
 
@@ -396,7 +437,7 @@ class Loop(
     def add_signal_handler(self, sig, callback, *args):
         """Call ``callback(*args)`` on the loop when signal ``sig`` arrives.
         Only possible from the main thread."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
@@ -473,12 +514,17 @@ def _not_implemented(name):
         f"ferroloop does not implement loop.{name}() yet; "
         f"see the compatibility table in ferroloop's README"
     )
+    # asyncio's signature, so that the method looks, and checks its
+    # arguments, as it will once implemented.
+    signature = inspect.signature(getattr(asyncio.SelectorEventLoop, name))
 
     async def method(self, *args, **kwargs):
+        signature.bind(self, *args, **kwargs)
         raise NotImplementedError(message)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Not implemented yet: raises NotImplementedError."
+    method.__signature__ = signature
     return method
 
 

@@ -5,6 +5,7 @@ The ``Server`` object is asyncio's own ``asyncio.base_events.Server``, whose
 contract with an event loop is ``_start_serving``/``_stop_serving``.
 """
 
+import asyncio
 import collections.abc
 import errno
 import itertools
@@ -15,11 +16,24 @@ import sys
 
 from asyncio import base_events, constants, tasks, trsock
 
-from ._compat import HAS_IPV6
+from ._compat import (
+    CREATE_SERVER_SKIPS_UNAVAILABLE,
+    HAS_IPV6,
+    SERVER_BIND_ERROR_IN_FULL,
+    UNIX_SERVER_CLEANS_UP,
+    bind_error,
+    keywords_of,
+)
 from ._hooks import logger
 from ._tls import check_ssl_socket
 
 __all__ = ("ServerMixin",)
+
+
+def _file_identity(path):
+    """What tells one file from another, even at the same path."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 class ServerMixin:
@@ -33,6 +47,7 @@ class ServerMixin:
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
 
+    @keywords_of(asyncio.BaseEventLoop.create_server)
     async def create_server(
         self,
         protocol_factory,
@@ -46,16 +61,14 @@ class ServerMixin:
         ssl=None,
         reuse_address=None,
         reuse_port=None,
+        keep_alive=None,
         ssl_handshake_timeout=None,
         ssl_shutdown_timeout=None,
         start_serving=True,
-        **kwargs,
     ):
         """Listen on ``host``/``port`` (one or several hosts) and return a
-        ``Server``."""
-        if kwargs:
-            name = next(iter(kwargs))
-            raise TypeError(f"create_server() got an unexpected keyword argument {name!r}")
+        ``Server``. ``keep_alive`` turns SO_KEEPALIVE on for the listening
+        sockets made here, which the accepted connections inherit."""
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         if ssl_handshake_timeout is not None and ssl is None:
@@ -102,15 +115,25 @@ class ServerMixin:
                         if not hasattr(socket, "SO_REUSEPORT"):
                             raise ValueError("reuse_port not supported by socket module")
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if keep_alive:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
                     if HAS_IPV6 and af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                         # One socket per family, not a dual-stack one.
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
                     try:
                         sock.bind(sa)
                     except OSError as err:
-                        raise OSError(
-                            err.errno, f"error while attempting to bind on address {sa!r}: {err.strerror.lower()}"
-                        ) from None
+                        error = bind_error(err, sa, SERVER_BIND_ERROR_IN_FULL)
+                        if err.errno == errno.EADDRNOTAVAIL and CREATE_SERVER_SKIPS_UNAVAILABLE:
+                            # The address family is not enabled: skip it.
+                            sockets.pop()
+                            sock.close()
+                            if self.get_debug():
+                                logger().warning(error.strerror)
+                            continue
+                        raise error from None
+                if CREATE_SERVER_SKIPS_UNAVAILABLE and not sockets:
+                    raise OSError(f"could not bind on any address out of {[info[4] for info in infos]!r}")
                 completed = True
             finally:
                 if not completed:
@@ -136,6 +159,7 @@ class ServerMixin:
             logger().info("%r is serving", server)
         return server
 
+    @keywords_of(asyncio.SelectorEventLoop.create_unix_server)
     async def create_unix_server(
         self,
         protocol_factory,
@@ -147,12 +171,12 @@ class ServerMixin:
         ssl_handshake_timeout=None,
         ssl_shutdown_timeout=None,
         start_serving=True,
-        **kwargs,
+        cleanup_socket=True,
     ):
-        """Listen on a Unix socket and return a ``Server``."""
-        if kwargs:
-            name = next(iter(kwargs))
-            raise TypeError(f"create_unix_server() got an unexpected keyword argument {name!r}")
+        """Listen on a Unix socket and return a ``Server``. With
+        ``cleanup_socket`` (where asyncio has it), closing the server removes
+        the socket's file, unless another socket has replaced it meanwhile.
+        """
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         if ssl_handshake_timeout is not None and not ssl:
@@ -189,6 +213,8 @@ class ServerMixin:
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        if cleanup_socket and UNIX_SERVER_CLEANS_UP:
+            self._remember_socket_file(sock)
         sock.setblocking(False)
         server = base_events.Server(
             self, [sock], protocol_factory, ssl, backlog, ssl_handshake_timeout, ssl_shutdown_timeout
@@ -221,8 +247,27 @@ class ServerMixin:
         )
 
     def _stop_serving(self, sock):
+        path, identity = self._unix_socket_files.pop(sock, (None, None))
         self._remove_reader(sock.fileno())
         sock.close()
+        if path is not None:
+            # Removed only if it is still the file our socket was bound to.
+            try:
+                if _file_identity(path) == identity:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def _remember_socket_file(self, sock):
+        """Note the file a listening Unix socket is bound to, for
+        ``_stop_serving`` to remove (abstract and unbound sockets have none)."""
+        path = sock.getsockname()
+        if not path or path[0] in (0, "\x00"):
+            return
+        try:
+            self._unix_socket_files[sock] = (path, _file_identity(path))
+        except FileNotFoundError:
+            pass
 
     def _accept_connection(
         self,

@@ -24,6 +24,13 @@ pub fn server_attach_takes_transport(py: Python<'_>) -> PyResult<bool> {
     probe(py, &CELL, "SERVER_ATTACH_TAKES_TRANSPORT")
 }
 
+/// Whether asyncio's `call_soon_threadsafe` returns a `_ThreadSafeHandle`,
+/// whose `cancel()` waits for a callback already running on another thread.
+pub fn threadsafe_handles_wait(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    probe(py, &CELL, "THREADSAFE_HANDLE_WAITS")
+}
+
 /// `tasks._set_task_name`, through which `create_task` names a task made by
 /// a task factory, where asyncio has it; `None` where `create_task` calls
 /// `task.set_name(name)` instead.

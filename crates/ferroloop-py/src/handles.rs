@@ -38,14 +38,26 @@
 //! while the loop waits for the GIL), and cut back to a few hundred handles
 //! once it has held more for a second (`ferroloop_core::reactor::free_list`).
 //!
+//! # Thread-safe handles
+//! Where asyncio's `call_soon_threadsafe` returns a `_ThreadSafeHandle`
+//! (3.14+; `compat::threadsafe_handles_wait`), ferroloop returns a
+//! [`ThreadSafeHandle`]: `cancel()` and `cancelled()` called from another
+//! thread while its callback runs wait for the callback to return (a
+//! canceller can then rely on the callback not running any more). The loop
+//! records which such handle is running in the [`LoopLink`], under a mutex
+//! whose condition variable wakes the waiters; the waiting happens without
+//! the GIL, which the callback needs to finish. Elsewhere, and for every
+//! other handle, nothing of this runs: a plain handle pays one flag test.
+//!
 //! # The loop seen from a handle
 //! This module sits below the loop: a handle reaches what it needs of the
 //! loop that made it through a [`LoopLink`] they share (the loop's weak
 //! reference, its debug flag, and the count of timers cancelled while in the
 //! heap), and the loop lends its free lists through [`HandlePool`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -56,8 +68,8 @@ use pyo3::types::{PyFloat, PyTuple, PyWeakrefReference};
 use pyo3::{PyClass, PyTraverseError};
 
 use crate::cpython::{
-    call_in_context, copy_context, decref, gc_is_tracked, gc_track, gc_untrack, has_weakrefs,
-    is_shared, tuple_len,
+    call_in_context, copy_context, current_thread_id, decref, gc_is_tracked, gc_track, gc_untrack,
+    has_weakrefs, is_shared, tuple_len,
 };
 use crate::errors::unless_interrupt;
 use crate::gil_cell::GilCell;
@@ -79,6 +91,11 @@ pub struct LoopLink {
     /// Timers cancelled while in the loop's heap, not yet added to the
     /// heap's own count (the loop takes them with [`LoopLink::take_cancelled_timers`]).
     cancelled_timers: AtomicUsize,
+    /// The [`ThreadSafeHandle`] whose callback is running (its address)
+    /// and the thread running it; `None` between such callbacks.
+    running_threadsafe: Mutex<Option<(usize, u64)>>,
+    /// Signalled when that callback returns.
+    threadsafe_done: Condvar,
 }
 
 impl Default for LoopLink {
@@ -87,6 +104,8 @@ impl Default for LoopLink {
             weak_loop: PyOnceLock::new(),
             debug: AtomicBool::new(false),
             cancelled_timers: AtomicUsize::new(0),
+            running_threadsafe: Mutex::new(None),
+            threadsafe_done: Condvar::new(),
         }
     }
 }
@@ -112,6 +131,33 @@ impl LoopLink {
     /// Timers cancelled since the last call.
     pub fn take_cancelled_timers(&self) -> usize {
         self.cancelled_timers.swap(0, Relaxed)
+    }
+
+    fn running_threadsafe(&self) -> MutexGuard<'_, Option<(usize, u64)>> {
+        // Nothing can be left half-written: a poisoned lock is still valid.
+        self.running_threadsafe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Marks a [`ThreadSafeHandle`]'s callback as running for as long as it
+/// lives; dropping it wakes the threads waiting in `cancel()`.
+struct ThreadSafeRun<'a> {
+    link: &'a LoopLink,
+}
+
+impl<'a> ThreadSafeRun<'a> {
+    fn begin(link: &'a LoopLink, handle: usize) -> Self {
+        *link.running_threadsafe() = Some((handle, current_thread_id()));
+        ThreadSafeRun { link }
+    }
+}
+
+impl Drop for ThreadSafeRun<'_> {
+    fn drop(&mut self) {
+        *self.link.running_threadsafe() = None;
+        self.link.threadsafe_done.notify_all();
     }
 }
 
@@ -183,6 +229,9 @@ pub struct Handle {
     when: AtomicU64,
     /// Whether a timer is still in the loop's timer heap.
     scheduled: AtomicBool,
+    /// A [`ThreadSafeHandle`]: running its callback is recorded for
+    /// `cancel()` to wait on. Such handles are never reused.
+    threadsafe: bool,
 }
 
 impl Drop for Handle {
@@ -200,6 +249,11 @@ impl Drop for Handle {
 /// A callback scheduled for a point in time.
 #[pyclass(module = "ferroloop._core", name = "TimerHandle", extends = Handle, frozen)]
 pub struct TimerHandle;
+
+/// What `call_soon_threadsafe` returns where asyncio's returns a
+/// `_ThreadSafeHandle`: see "Thread-safe handles" above.
+#[pyclass(module = "ferroloop._core", name = "_ThreadSafeHandle", extends = Handle, frozen)]
+pub struct ThreadSafeHandle;
 
 /// Python objects taken out of the loop's state inside a `GilCell` borrow,
 /// to be let go of after it: handles through [`Handle::release`], other
@@ -270,6 +324,7 @@ impl Handle {
             cancelled: AtomicBool::new(false),
             when: AtomicU64::new(when.to_bits()),
             scheduled: AtomicBool::new(false),
+            threadsafe: false,
         })
     }
 
@@ -334,6 +389,22 @@ impl Handle {
             }
         };
         handle.get().scheduled.store(true, Relaxed);
+        Ok(handle)
+    }
+
+    /// A [`ThreadSafeHandle`] (returned as its `Handle` base) for the ready
+    /// queue, untracked until released by the loop.
+    pub(crate) fn new_threadsafe<'py, O: HandleOwner>(
+        owner: &Bound<'py, O>,
+        new: NewHandle<'py>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = owner.py();
+        let inner = Self::fill(py, new, true)?;
+        let mut base = Self::build(owner, inner, f64::NAN)?;
+        base.threadsafe = true;
+        let init = PyClassInitializer::from(base).add_subclass(ThreadSafeHandle);
+        let handle = Bound::new(py, init)?.into_super();
+        gc_untrack(handle.as_unbound());
         Ok(handle)
     }
 
@@ -426,6 +497,10 @@ impl Handle {
         let Some((callback, args, context)) = parts else {
             return Ok(());
         };
+        let this = slf.get();
+        let _running = this
+            .threadsafe
+            .then(|| ThreadSafeRun::begin(this.link.get(), slf.as_ptr() as usize));
         let (callback, args) = (callback.into_bound(py), args.into_bound(py));
         let result = call_in_context(py, context.bind(py), &callback, &args);
         unless_interrupt(py, result, |err| {
@@ -433,6 +508,27 @@ impl Handle {
             py_refs::report_callback_error(py)?.call1((slf, callback, args, exc))?;
             Ok(())
         })
+    }
+
+    /// Returns once this handle's callback is not running on another
+    /// thread, waiting without the GIL while it is (see "Thread-safe
+    /// handles" above). The thread running it does not wait for itself.
+    fn wait_until_not_running_elsewhere(slf: &Bound<'_, Handle>) {
+        let link = slf.get().link.get();
+        let (handle, me) = (slf.as_ptr() as usize, current_thread_id());
+        let elsewhere = |running: &Option<(usize, u64)>| matches!(*running, Some((h, t)) if h == handle && t != me);
+        if !elsewhere(&link.running_threadsafe()) {
+            return;
+        }
+        slf.py().detach(|| {
+            let mut running = link.running_threadsafe();
+            while elsewhere(&running) {
+                running = link
+                    .threadsafe_done
+                    .wait(running)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        });
     }
 
     /// `Handle.cancel()`: marks the handle cancelled and releases the
@@ -656,5 +752,24 @@ impl TimerHandle {
             .to_owned()
             .into_any()
             .unbind())
+    }
+}
+
+#[pymethods]
+impl ThreadSafeHandle {
+    /// Cancel the callback; if it is running on another thread, wait for it
+    /// to return first.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let base = slf.as_super();
+        Handle::wait_until_not_running_elsewhere(base);
+        Handle::cancel_handle(base)
+    }
+
+    /// Whether the callback was cancelled (once it is not running on
+    /// another thread).
+    fn cancelled(slf: &Bound<'_, Self>) -> bool {
+        let base = slf.as_super();
+        Handle::wait_until_not_running_elsewhere(base);
+        base.get().is_cancelled()
     }
 }

@@ -45,13 +45,14 @@ struct Spec {
     fixed: Option<&'static str>,
 }
 
-fn missing(spec: &Spec, given: usize) -> PyErr {
-    let names: Vec<&str> = spec
-        .fixed
-        .into_iter()
-        .chain(["callback"])
-        .skip(given)
-        .collect();
+impl Spec {
+    /// The parameters before `*args`, in order.
+    fn slots(&self) -> impl Iterator<Item = &'static str> {
+        self.fixed.into_iter().chain(["callback"])
+    }
+}
+
+fn missing(spec: &Spec, names: &[&str]) -> PyErr {
     let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
     let (count, plural) = (names.len(), if names.len() == 1 { "" } else { "s" });
     PyTypeError::new_err(format!(
@@ -62,6 +63,9 @@ fn missing(spec: &Spec, given: usize) -> PyErr {
 }
 
 /// Reads `(fixed, callback, *args, context=None)` from vectorcall arguments.
+/// As with asyncio's Python signature, `fixed` and `callback` may also be
+/// passed by keyword (when no `*args` follow them); only the name `context`
+/// is on the fast path.
 ///
 /// # Safety
 /// `args` must point to `nargs` positional arguments followed by one value
@@ -76,16 +80,21 @@ unsafe fn parse<'py>(
 ) -> PyResult<Parsed<'py>> {
     let nargs = nargs as usize;
     let required = 1 + usize::from(spec.fixed.is_some());
-    if nargs < required {
-        return Err(missing(spec, nargs));
-    }
     // SAFETY: the caller guarantees `nargs` valid positional pointers.
     let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
     // SAFETY (all three): the pointers are valid borrowed references.
     let borrowed = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
-    let fixed = spec.fixed.map(|_| borrowed(positional[0]));
-    let callback = borrowed(positional[required - 1]);
-    let rest = PyTuple::new(py, positional[required..].iter().map(|&p| borrowed(p)))?;
+    // `fixed` (if the method has one), then `callback`.
+    let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
+    for (slot, &ptr) in slots.iter_mut().zip(positional).take(required) {
+        *slot = Some(borrowed(ptr));
+    }
+    let rest = PyTuple::new(
+        py,
+        positional[required.min(nargs)..]
+            .iter()
+            .map(|&p| borrowed(p)),
+    )?;
     let mut context = None;
     if !kwnames.is_null() {
         // SAFETY: `kwnames` is a tuple of strings (vectorcall protocol).
@@ -93,22 +102,46 @@ unsafe fn parse<'py>(
             unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
         let interned = intern!(py, "context");
         for (i, name) in names.iter().enumerate() {
-            let is_context = name.is(interned) || is_context_name(py, &name);
-            if !is_context {
+            // SAFETY: keyword values follow the positional arguments.
+            let value = borrowed(unsafe { *args.add(nargs + i) });
+            if name.is(interned) || is_context_name(py, &name) {
+                context = (!value.is_none()).then_some(value);
+                continue;
+            }
+            let text = name.cast::<PyString>()?.to_str()?;
+            let Some(index) = spec.slots().position(|slot| slot == text) else {
                 return Err(PyTypeError::new_err(format!(
                     "{}() got an unexpected keyword argument {}",
                     spec.name,
                     name.repr()?
                 )));
+            };
+            if slots[index].is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "{}() got multiple values for argument '{text}'",
+                    spec.name
+                )));
             }
-            // SAFETY: keyword values follow the positional arguments.
-            let value = borrowed(unsafe { *args.add(nargs + i) });
-            context = (!value.is_none()).then_some(value);
+            slots[index] = Some(value);
         }
     }
+    let absent: Vec<&str> = spec
+        .slots()
+        .zip(&slots)
+        .filter(|(_, slot)| slot.is_none())
+        .map(|(name, _)| name)
+        .collect();
+    if !absent.is_empty() {
+        return Err(missing(spec, &absent));
+    }
+    let [first, second] = slots;
+    let (fixed, callback) = match spec.fixed {
+        Some(_) => (first, second),
+        None => (None, first),
+    };
     Ok(Parsed {
         fixed,
-        callback,
+        callback: callback.expect("every slot was checked above"),
         args: rest,
         context,
     })
@@ -284,25 +317,25 @@ pub fn install(module: &Bound<'_, PyModule>, loop_type: &Bound<'_, PyType>) -> P
     ); 4] = [
         (
             c"call_soon",
-            c"call_soon($self, callback, /, *args, context=None)\n--\n\n\
+            c"call_soon($self, callback, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called soon, in FIFO order.",
             fastcall_trampoline!(call_soon),
         ),
         (
             c"call_soon_threadsafe",
-            c"call_soon_threadsafe($self, callback, /, *args, context=None)\n--\n\n\
+            c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\n\
               Like call_soon(), but safe to call from any thread; wakes the loop.",
             fastcall_trampoline!(call_soon_threadsafe),
         ),
         (
             c"call_later",
-            c"call_later($self, delay, callback, /, *args, context=None)\n--\n\n\
+            c"call_later($self, delay, callback, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called after delay seconds.",
             fastcall_trampoline!(call_later),
         ),
         (
             c"call_at",
-            c"call_at($self, when, callback, /, *args, context=None)\n--\n\n\
+            c"call_at($self, when, callback, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called at loop time when.",
             fastcall_trampoline!(call_at),
         ),

@@ -44,7 +44,7 @@ use pyo3::PyTraverseError;
 
 use crate::errors::{closed_error, os_error};
 use crate::gil_cell::GilCell;
-use crate::handles::{Dropped, Handle, HandleOwner, LoopLink, TimerHandle};
+use crate::handles::{Dropped, Handle, HandleOwner, LoopLink, ThreadSafeHandle, TimerHandle};
 use crate::source::{Direction, Ready, Source};
 use asyncgens::AsyncGens;
 
@@ -596,5 +596,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(m, &m.py().get_type::<Loop>())?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
+    m.add_class::<ThreadSafeHandle>()?;
     Ok(())
 }

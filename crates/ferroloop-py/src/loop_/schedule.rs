@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 
 use super::{Loop, Timer};
+use crate::compat;
 use crate::cpython::current_thread_id;
 use crate::handles::{Handle, NewHandle};
 use crate::py_refs;
@@ -75,7 +76,9 @@ impl Loop {
     }
 
     /// `call_soon_threadsafe(callback, *args, context=None)`: safe from any
-    /// thread; wakes the loop if it sleeps.
+    /// thread; wakes the loop if it sleeps. The handle is a
+    /// `_ThreadSafeHandle` where asyncio's is (its `cancel()` waits for a
+    /// callback already running).
     pub(super) fn call_soon_threadsafe<'py>(
         slf: &Bound<'py, Self>,
         callback: Bound<'py, PyAny>,
@@ -84,7 +87,12 @@ impl Loop {
     ) -> PyResult<Bound<'py, Handle>> {
         slf.get().check_closed()?;
         let new = Self::new_handle(slf, "call_soon_threadsafe", callback, args, context, false)?;
-        Self::queue_threadsafe(slf, new)
+        let handle = if compat::threadsafe_handles_wait(slf.py())? {
+            Handle::new_threadsafe(slf, new)?
+        } else {
+            Handle::new_plain(slf, new, true)?
+        };
+        Self::queue_threadsafe(slf, handle)
     }
 
     /// `call_soon_threadsafe` for the loop's own callbacks: no debug-mode
@@ -100,16 +108,15 @@ impl Loop {
             context: None,
             traceback: false,
         };
-        Self::queue_threadsafe(slf, new)
+        Self::queue_threadsafe(slf, Handle::new_plain(slf, new, true)?)
     }
 
     fn queue_threadsafe<'py>(
         slf: &Bound<'py, Self>,
-        new: NewHandle<'py>,
+        handle: Bound<'py, Handle>,
     ) -> PyResult<Bound<'py, Handle>> {
         let py = slf.py();
         let this = slf.get();
-        let handle = Handle::new_plain(slf, new, true)?;
         this.push_ready(py, Ready::Handle(handle.clone().unbind()));
         this.self_pipe.wake_if_sleeping();
         Ok(handle)
