@@ -36,6 +36,8 @@ __all__ = (
     "_report_transport_error",
     "_log_slow_transport",
     "_report_sock_error",
+    "_debug_log",
+    "_debug_log_exc",
 )
 
 
@@ -134,6 +136,18 @@ def _transport_debug(transport: asyncio.BaseTransport, message: str, exc: BaseEx
         logger().debug("%r %s", transport, message)
     else:
         logger().debug("%r: %s", transport, message, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _debug_log(fmt: str, *args: object) -> None:
+    """Called by native code in debug mode: ``logger.debug(fmt, *args)``
+    (the TLS layer's handshake and end-of-stream lines)."""
+    logger().debug(fmt, *args)
+
+
+def _debug_log_exc(fmt: str, obj: object, message: str, exc: BaseException) -> None:
+    """Called by native code in debug mode: ``logger.debug(fmt, obj,
+    message)`` with ``exc``'s traceback (the TLS layer's OS errors)."""
+    logger().debug(fmt, obj, message, exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def _transport_warning(message: str) -> None:

@@ -1,18 +1,21 @@
 """TLS: ``ssl=`` on connections and servers, and ``loop.start_tls``.
 
-TLS goes through Python's own ``ssl`` module exactly as asyncio's loop does
-it: asyncio's ``sslproto.SSLProtocol`` (``SSLContext.wrap_bio`` over two
-``MemoryBIO`` objects) runs as the protocol of a native stream transport,
-and the user's protocol gets its application-side transport. Every
-``SSLContext`` setting therefore holds as on stdlib asyncio (verification,
-hostname checks, client certificates, ALPN, SNI callbacks, minimum
-versions, ciphers), and so do the handshake and shutdown timeouts, the
-close_notify exchange, and the errors and messages.
+TLS goes through Python's own ``ssl`` module as asyncio's loop does it: a
+TLS layer (``SSLContext.wrap_bio`` over two ``MemoryBIO`` objects) runs as
+the protocol of the transport below, and the user's protocol gets the
+layer's application transport. The layer is native (``_core.SSLProtocol``,
+asyncio's ``sslproto.SSLProtocol`` without a Python frame per record; its
+face is ``_transports.SSLProtocolTransport``). Every ``SSLContext`` setting
+therefore holds as on stdlib asyncio (verification, hostname checks,
+client certificates, ALPN, SNI callbacks, minimum versions, ciphers), and
+so do the handshake and shutdown timeouts, the close_notify exchange, and
+the errors and messages.
 """
 
-from asyncio import constants, sslproto
+from asyncio import constants
 
-from . import _compat
+from . import _compat, _core
+from ._transports import SSLProtocolTransport
 
 __all__ = ("TlsMixin", "check_ssl_socket")
 
@@ -21,6 +24,16 @@ def check_ssl_socket(sock):
     """Refuse an ``ssl.SSLSocket`` passed where asyncio wants a plain socket."""
     if _compat.ssl is not None and isinstance(sock, _compat.ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def tls_protocol(loop, protocol, sslcontext, waiter, server_side=False, server_hostname=None, **kwargs):
+    """A TLS layer for ``protocol`` and its application transport (as
+    ``sslproto.SSLProtocol(...)`` makes both); returns the layer."""
+    if _compat.ssl is None:
+        raise RuntimeError("stdlib ssl module not available")
+    layer = _core.SSLProtocol(loop, protocol, sslcontext, waiter, server_side, server_hostname, **kwargs)
+    SSLProtocolTransport(loop, layer)
+    return layer
 
 
 class TlsMixin:
@@ -44,7 +57,7 @@ class TlsMixin:
         """A TLS transport over ``rawsock`` for ``protocol``; ``waiter`` is
         resolved once the handshake is done."""
         self._ensure_fd_no_transport(rawsock)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = tls_protocol(
             self,
             protocol,
             sslcontext,
@@ -80,7 +93,7 @@ class TlsMixin:
         if not getattr(transport, "_start_tls_compatible", False):
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = tls_protocol(
             self,
             protocol,
             sslcontext,

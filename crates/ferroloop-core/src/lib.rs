@@ -16,7 +16,8 @@
 //!    interest merging, recovery from `ENOENT`/`EEXIST`), the scheduler
 //!    (ready queue, timer queue, turn planning) and the free-list policy.
 //! 5. `transport` — what every transport kind shares, sans I/O: write flow
-//!    control and the closing / end-of-file / paused / lost lifecycle.
+//!    control and the closing / end-of-file / paused / lost lifecycle; `tls`
+//!    — the states of a TLS layer and what each input does in them.
 //!
 //! Errors stay `std::io::Error` (or a small error type) here; conversion to
 //! Python exceptions happens only at the binding boundary.
@@ -30,6 +31,7 @@ pub mod poller;
 pub mod reactor;
 pub mod sys;
 pub mod timers;
+pub mod tls;
 pub mod transport;
 pub mod waker;
 

@@ -243,3 +243,28 @@ pub unsafe fn assume_attached<'py>() -> Python<'py> {
     // SAFETY: guaranteed by the caller.
     unsafe { Python::assume_attached() }
 }
+
+/// A read-only `memoryview` over `data`, without a copy
+/// (`PyMemoryView_FromMemory`). The view does not keep the memory alive:
+/// the caller must `release()` it before `data` goes away.
+pub fn memoryview_of<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: the view reads `data.len()` bytes at `data`, which are valid
+    // until the caller releases the view (documented above); PyBUF_READ
+    // makes it read-only.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyMemoryView_FromMemory(
+                data.as_ptr() as *mut std::ffi::c_char,
+                data.len() as ffi::Py_ssize_t,
+                ffi::PyBUF_READ,
+            ),
+        )
+    }
+}
+
+/// Whether `obj`'s type is exactly the type object `tp`.
+pub fn same_object_type(obj: &Bound<'_, PyAny>, tp: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `obj` is a live object; its type pointer is only compared.
+    unsafe { ffi::Py_TYPE(obj.as_ptr()).cast::<ffi::PyObject>() == tp.as_ptr() }
+}

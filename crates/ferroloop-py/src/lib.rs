@@ -51,6 +51,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     loop_::register(m)?;
     m.add_class::<sock::SockWaiter>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::tls::TlsProtocol>()?;
+    transports::base::register_native_protocols(
+        m.py(),
+        vec![transports::base::native_protocol::<
+            transports::tls::TlsProtocol,
+        >(m.py())],
+    );
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

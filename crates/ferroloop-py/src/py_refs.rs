@@ -81,3 +81,13 @@ cached_attr!(
 cached_attr!(
     /// `_report_sock_error(loop, waiter, exc)`.
     report_sock_error, "ferroloop._hooks", "_report_sock_error");
+cached_attr!(
+    /// `_debug_log(format, *args)`: a debug-level line of asyncio's logger.
+    debug_log, "ferroloop._hooks", "_debug_log");
+cached_attr!(
+    /// `_debug_log_exc(format, obj, message, exc)`: the same, with `exc`'s
+    /// traceback.
+    debug_log_exc, "ferroloop._hooks", "_debug_log_exc");
+cached_attr!(
+    /// `memoryview`.
+    memoryview, "builtins", "memoryview");

@@ -5,7 +5,9 @@
 //! `pause_writing` is due when the buffer grows above the high mark while
 //! the protocol is not paused; `resume_writing` is due when it drains to the
 //! low mark or below while the protocol is paused. Each edge is reported
-//! once.
+//! once. asyncio's TLS protocol uses the same marks with its own defaults,
+//! and pauses already *at* the high mark ([`PauseAt::AtOrAbove`]), for both
+//! its outgoing buffer and its incoming one.
 
 use std::fmt;
 
@@ -33,26 +35,46 @@ impl fmt::Display for InvalidLimits {
     }
 }
 
-/// The flow-control state of one transport.
+/// When the buffered size calls for a pause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseAt {
+    /// Above the high mark (asyncio's transports).
+    Above,
+    /// At the high mark or above (asyncio's TLS protocol).
+    AtOrAbove,
+}
+
+/// The flow-control state of one buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowControl {
     high: usize,
     low: usize,
-    /// Whether the protocol was told to pause writing.
+    /// Whether the protocol was told to pause.
     paused: bool,
+    pause_at: PauseAt,
+    /// The high mark when none is given.
+    default_high: usize,
 }
 
 impl Default for FlowControl {
     fn default() -> Self {
-        Self {
-            high: DEFAULT_HIGH_WATER,
-            low: DEFAULT_HIGH_WATER / 4,
-            paused: false,
-        }
+        Self::new(DEFAULT_HIGH_WATER, PauseAt::Above)
     }
 }
 
 impl FlowControl {
+    /// Marks at `default_high` and a quarter of it, pausing as `pause_at`
+    /// says.
+    pub fn new(default_high: usize, pause_at: PauseAt) -> Self {
+        Self {
+            high: default_high,
+            low: default_high / 4,
+            paused: false,
+            pause_at,
+            default_high,
+        }
+    }
+
     /// `(low, high)`, as `get_write_buffer_limits()` returns them.
     pub fn limits(&self) -> (usize, usize) {
         (self.low, self.high)
@@ -64,15 +86,15 @@ impl FlowControl {
     }
 
     /// `set_write_buffer_limits(high, low)` with asyncio's defaults: no high
-    /// mark means 64 KiB (or four times the low mark if one is given), no low
-    /// mark means a quarter of the high one (rounded down). Refuses marks
+    /// mark means the default (or four times the low mark if one is given),
+    /// no low mark means a quarter of the high one (rounded down). Refuses marks
     /// that are not `high >= low >= 0`, leaving the old ones. The caller
     /// then checks whether the protocol must pause ([`Self::pause_due`]).
     pub fn set_limits(&mut self, high: Option<i64>, low: Option<i64>) -> Result<(), InvalidLimits> {
         let high = match (high, low) {
             (Some(high), _) => high,
             (None, Some(low)) => low.saturating_mul(4),
-            (None, None) => DEFAULT_HIGH_WATER as i64,
+            (None, None) => self.default_high as i64,
         };
         let low = low.unwrap_or_else(|| high.div_euclid(4));
         if !(high >= low && low >= 0) {
@@ -86,7 +108,11 @@ impl FlowControl {
     /// With `buffered` bytes queued: whether `pause_writing` is due now
     /// (the protocol then counts as paused).
     pub fn pause_due(&mut self, buffered: usize) -> bool {
-        if buffered <= self.high || self.paused {
+        let over = match self.pause_at {
+            PauseAt::Above => buffered > self.high,
+            PauseAt::AtOrAbove => buffered >= self.high,
+        };
+        if !over || self.paused {
             return false;
         }
         self.paused = true;

@@ -137,8 +137,10 @@ impl Loop {
         // are cold in the cache): their heap bookkeeping is settled when they
         // run.
         let ntodo = this.state.with(py, |s| {
-            s.sched
-                .collect_due(|| monotonic() + CLOCK_RESOLUTION, |Timer(h)| Ready::Handle(h))
+            s.sched.collect_due(
+                || monotonic() + CLOCK_RESOLUTION,
+                |Timer(h)| Ready::Handle(h),
+            )
         });
         for _ in 0..ntodo {
             let Some(item) = this.state.with(py, |s| s.sched.ready.pop_front()) else {

@@ -37,8 +37,10 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
-use pyo3::PyTraverseError;
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::{PyClass, PyTraverseError};
 
 use crate::compat;
 use crate::errors::unless_interrupt;
@@ -217,6 +219,43 @@ impl TransportBase {
         });
         drop(taken);
     }
+}
+
+/// A protocol implemented natively, which transports hand received bytes
+/// without a Python call (the TLS layer, as the protocol of the stream
+/// transport below it).
+pub trait NativeProtocol: PyClass<Frozen = True> + Sync {
+    /// Bytes arrived; `data` is only valid during the call.
+    fn received(slf: &Bound<'_, Self>, data: &[u8]) -> PyResult<()>;
+}
+
+/// How a transport hands bytes to a native protocol.
+pub type ReceiveFn = fn(&Bound<'_, PyAny>, &[u8]) -> PyResult<()>;
+
+/// The native protocol types, registered when the module is initialized.
+static NATIVE_PROTOCOLS: PyOnceLock<Vec<(Py<PyType>, ReceiveFn)>> = PyOnceLock::new();
+
+/// The entry of native protocol type `T` for [`register_native_protocols`].
+pub fn native_protocol<T: NativeProtocol>(py: Python<'_>) -> (Py<PyType>, ReceiveFn) {
+    // SAFETY (of the cast): `native_receiver` pairs this function only with
+    // objects whose exact type is `T`.
+    let receive: ReceiveFn = |obj, data| T::received(unsafe { obj.cast_unchecked::<T>() }, data);
+    (py.get_type::<T>().unbind(), receive)
+}
+
+/// Registers the native protocol types (once, at module initialization).
+pub fn register_native_protocols(py: Python<'_>, types: Vec<(Py<PyType>, ReceiveFn)>) {
+    let _ = NATIVE_PROTOCOLS.set(py, types);
+}
+
+/// The receive function for `protocol` if its exact type is a native
+/// protocol.
+pub fn native_receiver(protocol: &Bound<'_, PyAny>) -> Option<ReceiveFn> {
+    let types = NATIVE_PROTOCOLS.get(protocol.py())?;
+    types
+        .iter()
+        .find(|(tp, _)| crate::cpython::is_exact_type(protocol, tp))
+        .map(|&(_, receive)| receive)
 }
 
 /// The extra-info mapping of a transport on `sock`: a copy of `extra` with

@@ -9,3 +9,4 @@
 #[macro_use]
 pub mod base;
 pub mod stream;
+pub mod tls;

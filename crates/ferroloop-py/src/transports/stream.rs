@@ -27,7 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
-use super::base::{self, Transport, TransportBase};
+use super::base::{self, ReceiveFn, Transport, TransportBase};
 use crate::buffer::{with_bytes, BufferGuard, OutChunk};
 use crate::cpython::fill_new_bytes;
 use crate::errors::{os_error, unless_interrupt};
@@ -45,11 +45,16 @@ enum Receiver {
         get_buffer: Py<PyAny>,
         buffer_updated: Py<PyAny>,
     },
+    /// A native protocol, handed the bytes without a Python call.
+    Native(Py<PyAny>, ReceiveFn),
 }
 
 impl Receiver {
     fn for_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<Self> {
         let py = protocol.py();
+        if let Some(receive) = base::native_receiver(protocol) {
+            return Ok(Receiver::Native(protocol.clone().unbind(), receive));
+        }
         if protocol.is_instance(py_refs::buffered_protocol(py)?)? {
             Ok(Receiver::Buffered {
                 get_buffer: protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
@@ -72,12 +77,13 @@ impl Receiver {
                 get_buffer: get_buffer.clone_ref(py),
                 buffer_updated: buffer_updated.clone_ref(py),
             },
+            Receiver::Native(p, receive) => Receiver::Native(p.clone_ref(py), *receive),
         }
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Receiver::Plain(f) => visit.call(f),
+            Receiver::Plain(f) | Receiver::Native(f, _) => visit.call(f),
             Receiver::Buffered {
                 get_buffer,
                 buffer_updated,
@@ -191,6 +197,37 @@ impl StreamTransport {
                 get_buffer,
                 buffer_updated,
             }) => Self::read_buffered(slf, get_buffer.bind(py), buffer_updated.bind(py)),
+            Some(Receiver::Native(protocol, receive)) => {
+                Self::read_native(slf, protocol.bind(py), receive)
+            }
+        }
+    }
+
+    /// Receives into the loop's shared buffer and hands the bytes to a
+    /// native protocol, in place.
+    fn read_native(
+        slf: &Bound<'_, Self>,
+        protocol: &Bound<'_, PyAny>,
+        receive: ReceiveFn,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut buf = this.base.lp(py).get().read_buffer(py);
+        match socket::recv(this.base.fd(), &mut buf) {
+            Err(e) if would_block(&e) => Ok(()),
+            Err(e) => {
+                drop(buf);
+                base::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
+            }
+            Ok(0) => {
+                drop(buf);
+                Self::on_eof(slf)
+            }
+            Ok(n) => base::protocol_outcome(
+                slf,
+                receive(protocol, &buf[..n]),
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
         }
     }
 
@@ -405,7 +442,7 @@ impl StreamTransport {
     }
 
     /// Write bytes-like `data`; what cannot be sent at once is buffered.
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         if !(data.is_instance_of::<PyBytes>()
