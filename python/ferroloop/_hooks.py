@@ -32,6 +32,7 @@ __all__ = (
     "_handle_repr",
     "_set_result_unless_cancelled",
     "_transport_debug",
+    "_transport_info",
     "_transport_warning",
     "_report_transport_error",
     "_log_slow_transport",
@@ -134,6 +135,12 @@ def _transport_debug(transport: asyncio.BaseTransport, message: str, exc: BaseEx
         logger().debug("%r %s", transport, message)
     else:
         logger().debug("%r: %s", transport, message, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _transport_info(transport: asyncio.BaseTransport, message: str) -> None:
+    """Called by native code in debug mode: a transport's INFO log line
+    (asyncio's "%r was closed by peer" of pipes)."""
+    logger().info("%r %s", transport, message)
 
 
 def _transport_warning(message: str) -> None:

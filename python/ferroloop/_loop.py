@@ -7,7 +7,7 @@ error paths and is clearer in Python: ``run_until_complete``, the exception
 handler, executors, ``shutdown_asyncgens`` and signal handlers. The
 functions the native code calls for debug mode and error reports are in
 ``_hooks``; the networking methods come from the mixins of ``_connect``,
-``_server``, ``_sock``, ``_sendfile`` and ``_dns``.
+``_server``, ``_sock``, ``_sendfile``, ``_dns`` and ``_pipes``.
 
 Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
 running Python version; differences are documented where they exist.
@@ -28,6 +28,7 @@ from . import _compat, _core
 from ._connect import ConnectMixin
 from ._dns import DnsMixin
 from ._hooks import _check_callback, _set_result_unless_cancelled, logger
+from ._pipes import PipesMixin
 from ._sendfile import SendfileMixin
 from ._server import ServerMixin
 from ._sock import SockMixin
@@ -97,6 +98,7 @@ class Loop(
     SockMixin,
     SendfileMixin,
     DnsMixin,
+    PipesMixin,
     asyncio.AbstractEventLoop,
 ):
     """An asyncio event loop implemented in Rust; the networking methods
@@ -483,8 +485,6 @@ def _not_implemented(name):
 for _name in (
     "start_tls",
     "create_datagram_endpoint",
-    "connect_read_pipe",
-    "connect_write_pipe",
     "subprocess_shell",
     "subprocess_exec",
 ):

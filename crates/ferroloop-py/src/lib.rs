@@ -51,6 +51,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     loop_::register(m)?;
     m.add_class::<sock::SockWaiter>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::pipe::ReadPipeTransport>()?;
+    m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -70,6 +70,9 @@ cached_attr!(
     /// `_transport_debug(transport, message, exc)`: debug-mode log line.
     transport_debug, "ferroloop._hooks", "_transport_debug");
 cached_attr!(
+    /// `_transport_info(transport, message)`: an INFO log line.
+    transport_info, "ferroloop._hooks", "_transport_info");
+cached_attr!(
     /// `_transport_warning(message)`.
     transport_warning, "ferroloop._hooks", "_transport_warning");
 cached_attr!(

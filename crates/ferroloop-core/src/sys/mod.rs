@@ -43,6 +43,9 @@ pub fn cvt_size(n: libc::ssize_t) -> io::Result<usize> {
     }
 }
 
+/// `EIO`: what reading a pty whose other side closed fails with.
+pub const EIO: i32 = libc::EIO;
+
 /// Whether the error means "not now: try again when the descriptor is
 /// ready" (`EAGAIN`/`EWOULDBLOCK`, or an interrupted call).
 pub fn would_block(err: &io::Error) -> bool {

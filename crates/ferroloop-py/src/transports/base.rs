@@ -84,6 +84,24 @@ pub trait Transport: Watcher {
     /// The connection is lost, `connection_lost` was called and the file
     /// object closed: let go of the kind's own objects.
     fn lost(slf: &Bound<'_, Self>) -> PyResult<()>;
+    /// Whether a fatal error `err` is only logged in debug mode instead of
+    /// reported to the exception handler: OS errors, for most kinds.
+    fn quiet_error(py: Python<'_>, err: &PyErr) -> bool {
+        err.is_instance_of::<PyOSError>(py)
+    }
+    /// Whether the kind watches its descriptor for reading until the
+    /// connection is lost, even while closing: a write pipe's read watch
+    /// is how it notices the reader going away, which still matters while
+    /// it flushes.
+    const WATCHES_PEER_WHILE_CLOSING: bool = false;
+    /// The face's representation (`class_name` is the face's): asyncio's
+    /// `_SelectorTransport` format unless the kind has its own.
+    fn describe(slf: &Bound<'_, Self>, class_name: &str) -> String
+    where
+        Self: Sized,
+    {
+        describe(slf, class_name)
+    }
 }
 
 impl TransportBase {
@@ -180,6 +198,13 @@ impl TransportBase {
     /// Whether the protocol was told to pause writing.
     pub fn protocol_paused(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.flow.is_paused())
+    }
+
+    /// Lets go of the file object without closing it (the owner of the
+    /// face took it over).
+    pub fn forget_file(&self, py: Python<'_>) {
+        let old = self.st.with(py, |s| s.file.take());
+        drop(old);
     }
 
     /// Replaces the protocol (`set_protocol`).
@@ -304,7 +329,7 @@ pub fn fatal_error<T: Transport>(slf: &Bound<'_, T>, exc: PyErr, message: &str) 
     let py = slf.py();
     let base = slf.get().base();
     let value = exc.value(py).clone();
-    if exc.is_instance_of::<PyOSError>(py) {
+    if T::quiet_error(py, &exc) {
         if base.debug(py) {
             debug_log(slf, message, Some(value.as_any()))?;
         }
@@ -342,9 +367,9 @@ pub fn force_close<T: Transport>(slf: &Bound<'_, T>, exc: Bound<'_, PyAny>) -> P
         this.drop_queued(py);
         set_watching(slf, Direction::Write, false)?;
     }
-    if forced.stop.read {
-        set_watching(slf, Direction::Read, false)?;
-    }
+    // Whatever still watches for reading stops (a no-op for a kind that
+    // stopped when it began closing).
+    set_watching(slf, Direction::Read, false)?;
     schedule_connection_lost(slf, exc)
 }
 
@@ -356,6 +381,7 @@ pub fn close<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
     let queued = this.queued(py) > 0;
     match this.base().life(py, |l| l.close(queued)) {
         Close::Nothing => Ok(()),
+        Close::AfterFlush if T::WATCHES_PEER_WHILE_CLOSING => Ok(()),
         Close::AfterFlush => set_watching(slf, Direction::Read, false),
         Close::LoseNow => {
             set_watching(slf, Direction::Read, false)?;
@@ -588,6 +614,51 @@ pub fn describe<T: Transport>(slf: &Bound<'_, T>, class_name: &str) -> String {
     format!("<{}>", info.join(" "))
 }
 
+/// `repr()` of a core: its face's, or the core's own description (under
+/// the core's class name `name`) once the face is gone.
+pub fn core_repr<T: Transport>(slf: &Bound<'_, T>, name: &str) -> PyResult<String> {
+    let face = face(slf);
+    if face.is(slf) {
+        return Ok(T::describe(slf, name));
+    }
+    Ok(face.repr()?.to_string())
+}
+
+/// The asyncio method a readiness direction stands for (in reports).
+fn ready_method_name(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Read => "_read_ready",
+        Direction::Write => "_write_ready",
+    }
+}
+
+/// `Watcher::report` of a transport: an exception that escaped a readiness
+/// call goes to the exception handler as the failed callback
+/// `<face type>._read_ready()` (or `_write_ready()`).
+pub fn report_ready_error<T: Transport>(
+    slf: &Bound<'_, T>,
+    dir: Direction,
+    err: PyErr,
+) -> PyResult<()> {
+    let py = slf.py();
+    py_refs::report_transport_error(py)?.call1((
+        face(slf),
+        ready_method_name(dir),
+        err.into_value(py),
+    ))?;
+    Ok(())
+}
+
+/// `Watcher::log_slow` of a transport (debug mode).
+pub fn log_slow_ready<T: Transport>(
+    slf: &Bound<'_, T>,
+    dir: Direction,
+    seconds: f64,
+) -> PyResult<()> {
+    py_refs::log_slow_transport(slf.py())?.call1((face(slf), ready_method_name(dir), seconds))?;
+    Ok(())
+}
+
 /// Adds the Python methods every transport kind shares to `$kind`, a type
 /// implementing [`Transport`]: closing and aborting, reading control, flow
 /// control, extra info, the protocol, and asyncio's private attributes.
@@ -696,7 +767,7 @@ macro_rules! transport_methods {
 
             /// The face's representation, asyncio style.
             fn _describe(slf: &pyo3::Bound<'_, Self>, class_name: &str) -> String {
-                $crate::transports::base::describe(slf, class_name)
+                <Self as $crate::transports::base::Transport>::describe(slf, class_name)
             }
 
             #[getter]

@@ -8,4 +8,6 @@
 
 #[macro_use]
 pub mod base;
+pub mod pipe;
+pub mod reading;
 pub mod stream;
