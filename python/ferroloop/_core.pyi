@@ -8,6 +8,8 @@ from typing import Any, final
 from typing_extensions import disjoint_base
 
 __all__ = [
+    "ChildReaper",
+    "ChildWatch",
     "Handle",
     "Loop",
     "ReadPipeCore",
@@ -17,10 +19,12 @@ __all__ = [
     "WritePipeCore",
     "__version__",
     "_register_task_step_type",
+    "child_watch_mode",
 ]
 __version__: str
 
 def _register_task_step_type(tp: type) -> bool: ...
+def child_watch_mode() -> str: ...
 
 @disjoint_base
 class Handle:
@@ -257,3 +261,24 @@ class WritePipeCore(_PipeCoreBase):
     def writelines(self, list_of_data: Any) -> None: ...
     def write_eof(self) -> None: ...
     def can_write_eof(self) -> bool: ...
+
+@final
+class ChildWatch:
+    """One child process watched by a loop (see ``ferroloop._subprocess``)."""
+
+    def __new__(
+        cls, loop_: Loop, pid: int, callback: Callable[[int | None], object], reaper: ChildReaper | None = None
+    ) -> ChildWatch: ...
+    @property
+    def pid(self) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def has_exited(self) -> bool: ...
+    def detach(self) -> None: ...
+    def _finish_gone(self) -> None: ...
+
+@final
+class ChildReaper:
+    """A loop's children in SIGCHLD mode."""
+
+    def __new__(cls, loop_: Loop) -> ChildReaper: ...
+    def close(self) -> None: ...

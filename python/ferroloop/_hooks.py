@@ -36,7 +36,7 @@ __all__ = (
     "_transport_warning",
     "_report_transport_error",
     "_log_slow_transport",
-    "_report_sock_error",
+    "_report_watcher_error",
 )
 
 
@@ -169,7 +169,8 @@ def _log_slow_transport(transport: asyncio.BaseTransport, method: str, seconds: 
     logger().warning("Executing %r.%s() took %.3f seconds", transport, method, seconds)
 
 
-def _report_sock_error(loop: asyncio.AbstractEventLoop, waiter: object, exc: BaseException) -> None:
-    """Called by native code when an exception escaped the retry of a native
-    socket operation (``_core.SockWaiter``)."""
-    loop.call_exception_handler({"message": f"Exception in callback {waiter!r}", "exception": exc})
+def _report_watcher_error(loop: asyncio.AbstractEventLoop, watcher: object, exc: BaseException) -> None:
+    """Called by native code when an exception escaped a native watcher
+    that is not a transport: the retry of a socket operation
+    (``_core.SockWaiter``), the exit of a child (``_core.ChildWatch``)."""
+    loop.call_exception_handler({"message": f"Exception in callback {watcher!r}", "exception": exc})

@@ -50,6 +50,14 @@ MODULES = {
     "test.test_asyncio.test_sock_lowlevel": "selector",
     "test.test_asyncio.test_sendfile": "selector",
     "test.test_asyncio.test_buffered_proto": "selector",
+    # Every watcher variant (threaded, safe, fast, pidfd) makes its loop with
+    # the policy's new_event_loop(); ferroloop ignores the watcher set on
+    # the policy. The transport tests at the top use asyncio's TestLoop.
+    "test.test_asyncio.test_subprocess": "policy",
+    # The signal and Unix-socket tests make asyncio.SelectorEventLoop()
+    # (the sendfile tests asyncio.new_event_loop()); the pipe-transport and
+    # child-watcher tests use asyncio's own classes on a TestLoop.
+    "test.test_asyncio.test_unix_events": "selector",
 }
 
 

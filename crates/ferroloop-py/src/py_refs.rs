@@ -82,5 +82,7 @@ cached_attr!(
     /// `_log_slow_transport(transport, method, seconds)`.
     log_slow_transport, "ferroloop._hooks", "_log_slow_transport");
 cached_attr!(
-    /// `_report_sock_error(loop, waiter, exc)`.
-    report_sock_error, "ferroloop._hooks", "_report_sock_error");
+    /// `_report_watcher_error(loop, watcher, exc)`: an exception escaped a
+    /// native watcher that is not a transport (a socket waiter, a child
+    /// watch).
+    report_watcher_error, "ferroloop._hooks", "_report_watcher_error");

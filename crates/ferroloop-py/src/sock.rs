@@ -335,7 +335,7 @@ impl Watcher for SockWaiter {
     fn report(slf: &Bound<'_, Self>, _dir: Direction, err: PyErr) -> PyResult<()> {
         let py = slf.py();
         let lp = slf.get().loop_.bind(py);
-        py_refs::report_sock_error(py)?.call1((lp, slf, err.into_value(py)))?;
+        py_refs::report_watcher_error(py)?.call1((lp, slf, err.into_value(py)))?;
         Ok(())
     }
 }

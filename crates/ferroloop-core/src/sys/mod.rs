@@ -45,6 +45,10 @@ pub fn cvt_size(n: libc::ssize_t) -> io::Result<usize> {
 
 /// `EIO`: what reading a pty whose other side closed fails with.
 pub const EIO: i32 = libc::EIO;
+/// `ECHILD`: waiting for a child that was already reaped (or is not ours).
+pub const ECHILD: i32 = libc::ECHILD;
+/// `ESRCH`: no such process.
+pub const ESRCH: i32 = libc::ESRCH;
 
 /// Whether the error means "not now: try again when the descriptor is
 /// ready" (`EAGAIN`/`EWOULDBLOCK`, or an interrupted call).
