@@ -24,29 +24,22 @@ class PipesMixin:
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Register the read end of ``pipe`` (a pipe, FIFO, socket or
         character device) with the loop; ``(transport, protocol)``."""
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = self._make_read_pipe_transport(pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        if self._debug:
-            logger().debug("Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
-        return transport, protocol
+        return await self._connect_pipe(self._make_read_pipe_transport, "Read", protocol_factory, pipe)
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Register the write end of ``pipe`` (a pipe, FIFO, socket or
         character device) with the loop; ``(transport, protocol)``."""
+        return await self._connect_pipe(self._make_write_pipe_transport, "Write", protocol_factory, pipe)
+
+    async def _connect_pipe(self, make_transport, direction, protocol_factory, pipe):
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_write_pipe_transport(pipe, protocol, waiter)
+        transport = make_transport(pipe, protocol, waiter)
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
         if self._debug:
-            logger().debug("Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+            logger().debug("%s pipe %r connected: (%r, %r)", direction, pipe.fileno(), transport, protocol)
         return transport, protocol

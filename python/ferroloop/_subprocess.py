@@ -417,16 +417,8 @@ class SubprocessMixin:
         if not shell:
             raise ValueError("shell must be True")
         _check_text_mode(bufsize, text, encoding, errors)
-        protocol = protocol_factory()
-        debug_log = None
-        if self._debug:
-            # The command is not logged in full: it may hold secrets.
-            debug_log = f"run shell command {cmd!r}"
-            self._log_subprocess(debug_log, stdin, stdout, stderr)
-        transport = await self._make_subprocess_transport(protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs)
-        if self._debug and debug_log is not None:
-            logger().info("%s: %r", debug_log, transport)
-        return transport, protocol
+        debug_log = f"run shell command {cmd!r}"
+        return await self._start_subprocess(protocol_factory, debug_log, cmd, True, stdin, stdout, stderr, kwargs)
 
     async def subprocess_exec(
         self,
@@ -450,15 +442,18 @@ class SubprocessMixin:
         if shell:
             raise ValueError("shell must be False")
         _check_text_mode(bufsize, text, encoding, errors)
-        popen_args = (program,) + args
-        protocol = protocol_factory()
-        debug_log = None
-        if self._debug:
-            debug_log = f"execute program {program!r}"
-            self._log_subprocess(debug_log, stdin, stdout, stderr)
-        transport = await self._make_subprocess_transport(
-            protocol, popen_args, False, stdin, stdout, stderr, bufsize, **kwargs
+        debug_log = f"execute program {program!r}"
+        return await self._start_subprocess(
+            protocol_factory, debug_log, (program,) + args, False, stdin, stdout, stderr, kwargs
         )
-        if self._debug and debug_log is not None:
+
+    async def _start_subprocess(self, protocol_factory, debug_log, args, shell, stdin, stdout, stderr, kwargs):
+        protocol = protocol_factory()
+        debugging = self._debug
+        if debugging:
+            # The arguments are not logged: they may hold secrets, or be long.
+            self._log_subprocess(debug_log, stdin, stdout, stderr)
+        transport = await self._make_subprocess_transport(protocol, args, shell, stdin, stdout, stderr, 0, **kwargs)
+        if debugging and self._debug:
             logger().info("%s: %r", debug_log, transport)
         return transport, protocol

@@ -33,7 +33,6 @@ use pyo3::PyTraverseError;
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::loop_::Loop;
-use crate::py_refs;
 use crate::source::{Direction, Watcher};
 
 /// `"pidfd"` or `"sigchld"`: how this process watches its children.
@@ -114,10 +113,7 @@ impl Watcher for ChildWatch {
     }
 
     fn report(slf: &Bound<'_, Self>, _dir: Direction, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        let lp = slf.get().loop_.bind(py);
-        py_refs::report_watcher_error(py)?.call1((lp, slf, err.into_value(py)))?;
-        Ok(())
+        Loop::report_watcher_error(slf.get().loop_.bind(slf.py()), slf, err)
     }
 }
 
@@ -279,10 +275,7 @@ impl Watcher for ChildReaper {
     }
 
     fn report(slf: &Bound<'_, Self>, _dir: Direction, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        let lp = slf.get().loop_.bind(py);
-        py_refs::report_watcher_error(py)?.call1((lp, slf, err.into_value(py)))?;
-        Ok(())
+        Loop::report_watcher_error(slf.get().loop_.bind(slf.py()), slf, err)
     }
 }
 

@@ -29,51 +29,52 @@
 use std::os::fd::RawFd;
 
 use ferroloop_core::sys::pipe::{self, FileKind};
-use ferroloop_core::sys::{would_block, EIO};
+use ferroloop_core::sys::EIO;
 use ferroloop_core::transport::lifecycle::Flushed;
-use ferroloop_core::{Sink, WriteBuffer};
+use ferroloop_core::Sink;
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
 use super::base::{self, Transport, TransportBase};
 use super::reading::{Received, Reading, GET_BUFFER_FAILED};
-use crate::buffer::{with_bytes, OutChunk};
+use super::writing::{is_bytes_like, Flush, Writing};
+use crate::buffer::with_bytes;
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::loop_::Loop;
 use crate::py_refs;
-use crate::source::{Direction, Watcher};
+use crate::source::Direction;
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
-/// The descriptor of `pipe`, checked to be something a pipe transport can
-/// use (else asyncio's `ValueError` with `refusal`) and made non-blocking.
-fn prepare(pipe: &Bound<'_, PyAny>, refusal: &str) -> PyResult<(RawFd, FileKind)> {
+/// The shared state of a pipe transport on `pipe`, whose descriptor is
+/// checked to be something a pipe transport can use (else asyncio's
+/// `ValueError` with `refusal`) and made non-blocking; the extra info is a
+/// copy of `extra` with asyncio's `pipe`.
+fn pipe_base(
+    loop_: &Bound<'_, Loop>,
+    pipe: &Bound<'_, PyAny>,
+    protocol: &Bound<'_, PyAny>,
+    extra: Option<&Bound<'_, PyDict>>,
+    refusal: &str,
+) -> PyResult<(TransportBase, FileKind)> {
     let fd: RawFd = pipe.call_method0(intern!(pipe.py(), "fileno"))?.extract()?;
     let kind = pipe::file_kind(fd).map_err(os_error)?;
     if kind == FileKind::Other {
         return Err(PyValueError::new_err(refusal.to_string()));
     }
     pipe::set_nonblocking(fd).map_err(os_error)?;
-    Ok((fd, kind))
-}
-
-/// The extra-info mapping of a pipe transport: a copy of `extra` with
-/// asyncio's `pipe`.
-fn pipe_extra<'py>(
-    pipe: &Bound<'py, PyAny>,
-    extra: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyDict>> {
     let extra = match extra {
         Some(d) => d.copy()?,
         None => PyDict::new(pipe.py()),
     };
     extra.set_item("pipe", pipe)?;
-    Ok(extra)
+    let base = TransportBase::new(loop_, fd, pipe, protocol, extra, None);
+    Ok((base, kind))
 }
 
 /// asyncio's pipe representation: `<Name [closed|closing] fd=N state>`,
@@ -125,28 +126,13 @@ pub struct ReadPipeTransport {
     reading: Reading,
 }
 
-impl Watcher for ReadPipeTransport {
-    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
-            Direction::Read => Self::read_ready(slf),
-            Direction::Write => Ok(()),
-        }
-    }
-
-    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
-        base::report_ready_error(slf, dir, err)
-    }
-
-    const TIMED: bool = true;
-
-    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
-        base::log_slow_ready(slf, dir, seconds)
-    }
-}
-
 impl Transport for ReadPipeTransport {
     fn base(&self) -> &TransportBase {
         &self.base
+    }
+
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::read_ready(slf)
     }
 
     fn queued(&self, _py: Python<'_>) -> usize {
@@ -233,10 +219,10 @@ impl ReadPipeTransport {
         protocol: &Bound<'_, PyAny>,
         extra: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let (fd, _) = prepare(pipe, "Pipe transport is for pipes/sockets only.")?;
-        let extra = pipe_extra(pipe, extra)?;
+        let refusal = "Pipe transport is for pipes/sockets only.";
+        let (base, _) = pipe_base(loop_, pipe, protocol, extra, refusal)?;
         Ok(ReadPipeTransport {
-            base: TransportBase::new(loop_, fd, pipe, protocol, extra, None),
+            base,
             reading: Reading::new(protocol)?,
         })
     }
@@ -276,7 +262,6 @@ transport_methods!(ReadPipeTransport);
 
 /// The write pipe's own state.
 struct WriteIo {
-    buffer: WriteBuffer<OutChunk>,
     /// asyncio's `_conn_lost` of a write pipe: failed writes, then writes
     /// dropped because the pipe is closing or lost.
     conn_lost: u32,
@@ -289,26 +274,8 @@ struct WriteIo {
 #[pyclass(module = "ferroloop._core", name = "WritePipeCore", frozen, weakref)]
 pub struct WritePipeTransport {
     base: TransportBase,
+    writing: Writing,
     io: GilCell<WriteIo>,
-}
-
-impl Watcher for WritePipeTransport {
-    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
-            Direction::Read => Self::peer_closed(slf),
-            Direction::Write => Self::write_ready(slf),
-        }
-    }
-
-    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
-        base::report_ready_error(slf, dir, err)
-    }
-
-    const TIMED: bool = true;
-
-    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
-        base::log_slow_ready(slf, dir, seconds)
-    }
 }
 
 impl Transport for WritePipeTransport {
@@ -316,13 +283,20 @@ impl Transport for WritePipeTransport {
         &self.base
     }
 
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::peer_closed(slf)
+    }
+
+    fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::write_ready(slf)
+    }
+
     fn queued(&self, py: Python<'_>) -> usize {
-        self.io.with(py, |s| s.buffer.len())
+        self.writing.len(py)
     }
 
     fn drop_queued(&self, py: Python<'_>) {
-        let dropped = self.io.with(py, |s| s.buffer.clear());
-        drop(dropped);
+        self.writing.clear(py);
     }
 
     fn protocol_changed(&self, _py: Python<'_>, _protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -371,26 +345,18 @@ impl WritePipeTransport {
         if this.base.is_lost(py) {
             return Ok(());
         }
-        let fd = this.base.fd();
-        let mut done = Vec::new();
-        let written = this
-            .io
-            .with(py, |s| s.buffer.flush(Sink::Pipe, fd, &mut done));
-        drop(done);
-        if let Err(e) = written {
-            this.drop_queued(py);
-            this.count_lost_write(py);
-            base::set_watching(slf, Direction::Write, false)?;
-            return base::fatal_error(slf, os_error(e), "Fatal write error on pipe transport");
-        }
-        base::maybe_resume_protocol(slf)?;
-        if this.queued(py) > 0 {
-            return Ok(());
-        }
-        base::set_watching(slf, Direction::Write, false)?;
-        match this.base.life(py, |l| l.flushed()) {
-            Flushed::LoseConnection => base::call_connection_lost(slf, py.None().into_bound(py)),
-            Flushed::ShutDownWrite | Flushed::Nothing => Ok(()),
+        match this.writing.flush(slf)? {
+            Flush::Pending => Ok(()),
+            Flush::Failed(e) => {
+                this.count_lost_write(py);
+                base::fatal_error(slf, os_error(e), "Fatal write error on pipe transport")
+            }
+            Flush::Drained => match this.base.life(py, |l| l.flushed()) {
+                Flushed::LoseConnection => {
+                    base::call_connection_lost(slf, py.None().into_bound(py))
+                }
+                Flushed::ShutDownWrite | Flushed::Nothing => Ok(()),
+            },
         }
     }
 }
@@ -405,15 +371,12 @@ impl WritePipeTransport {
         protocol: &Bound<'_, PyAny>,
         extra: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let (fd, kind) = prepare(
-            pipe,
-            "Pipe transport is only for pipes, sockets and character devices",
-        )?;
-        let extra = pipe_extra(pipe, extra)?;
+        let refusal = "Pipe transport is only for pipes, sockets and character devices";
+        let (base, kind) = pipe_base(loop_, pipe, protocol, extra, refusal)?;
         Ok(WritePipeTransport {
-            base: TransportBase::new(loop_, fd, pipe, protocol, extra, None),
+            base,
+            writing: Writing::new(Sink::Pipe),
             io: GilCell::new(WriteIo {
-                buffer: WriteBuffer::new(),
                 conn_lost: 0,
                 watch_peer: matches!(kind, FileKind::Fifo | FileKind::Socket),
             }),
@@ -442,10 +405,7 @@ impl WritePipeTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
+        if !is_bytes_like(data) {
             return Err(PyAssertionError::new_err(data.repr()?.unbind()));
         }
         let length = with_bytes(data, |b| b.len())?;
@@ -461,28 +421,13 @@ impl WritePipeTransport {
             this.count_lost_write(py);
             return Ok(());
         }
-        let mut written = 0;
-        if this.queued(py) == 0 {
-            match with_bytes(data, |b| pipe::write(this.base.fd(), b))? {
-                Ok(n) => written = n,
-                Err(e) if would_block(&e) => {}
-                Err(e) => {
-                    this.count_lost_write(py);
-                    return base::fatal_error(
-                        slf,
-                        os_error(e),
-                        "Fatal write error on pipe transport",
-                    );
-                }
+        match this.writing.write(slf, data, length)? {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                this.count_lost_write(py);
+                base::fatal_error(slf, os_error(e), "Fatal write error on pipe transport")
             }
-            if written == length {
-                return Ok(());
-            }
-            base::set_watching(slf, Direction::Write, true)?;
         }
-        let chunk = OutChunk::new(data, written)?;
-        this.io.with(py, |s| s.buffer.push(chunk));
-        base::maybe_pause_protocol(slf)
     }
 
     /// Write an iterable of bytes-like objects.

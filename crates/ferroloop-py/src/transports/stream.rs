@@ -13,27 +13,27 @@
 //! does not take is queued (a `bytes` object by reference, anything else
 //! copied) and flushed with one vectored send per writable event.
 
-use ferroloop_core::sys::{socket, would_block};
+use ferroloop_core::sys::socket;
 use ferroloop_core::transport::lifecycle::{Flushed, WriteEof, WriteGate};
-use ferroloop_core::{Sink, WriteBuffer};
+use ferroloop_core::Sink;
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
 use super::base::{self, Transport, TransportBase};
 use super::reading::{Received, Reading, GET_BUFFER_FAILED};
-use crate::buffer::{with_bytes, OutChunk};
+use super::writing::{is_bytes_like, Flush, Writing};
+use crate::buffer::with_bytes;
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::loop_::Loop;
 use crate::py_refs;
-use crate::source::{Direction, Watcher};
+use crate::source::Direction;
 
 /// The stream's own state.
 struct StreamIo {
-    buffer: WriteBuffer<OutChunk>,
     /// Future resolved when the write buffer empties (used by sendfile).
     empty_waiter: Option<Py<PyAny>>,
 }
@@ -43,26 +43,8 @@ struct StreamIo {
 pub struct StreamTransport {
     base: TransportBase,
     reading: Reading,
+    writing: Writing,
     io: GilCell<StreamIo>,
-}
-
-impl Watcher for StreamTransport {
-    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
-            Direction::Read => Self::read_ready(slf),
-            Direction::Write => Self::write_ready(slf),
-        }
-    }
-
-    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
-        base::report_ready_error(slf, dir, err)
-    }
-
-    const TIMED: bool = true;
-
-    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
-        base::log_slow_ready(slf, dir, seconds)
-    }
 }
 
 impl Transport for StreamTransport {
@@ -70,13 +52,20 @@ impl Transport for StreamTransport {
         &self.base
     }
 
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::read_ready(slf)
+    }
+
+    fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::write_ready(slf)
+    }
+
     fn queued(&self, py: Python<'_>) -> usize {
-        self.io.with(py, |s| s.buffer.len())
+        self.writing.len(py)
     }
 
     fn drop_queued(&self, py: Python<'_>) {
-        let dropped = self.io.with(py, |s| s.buffer.clear());
-        drop(dropped);
+        self.writing.clear(py);
     }
 
     fn protocol_changed(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -149,35 +138,29 @@ impl StreamTransport {
         if this.base.is_lost(py) {
             return Ok(());
         }
-        let fd = this.base.fd();
-        let mut done = Vec::new();
-        let sent = this
-            .io
-            .with(py, |s| s.buffer.flush(Sink::Socket, fd, &mut done));
-        drop(done);
-        if let Err(e) = sent {
-            base::set_watching(slf, Direction::Write, false)?;
-            this.drop_queued(py);
-            let err = os_error(e);
-            let value = err.value(py).clone();
-            base::fatal_error(slf, err, "Fatal write error on socket transport")?;
-            if let Some(waiter) = this.empty_waiter(py) {
-                waiter.call_method1(py, intern!(py, "set_exception"), (value,))?;
+        match this.writing.flush(slf)? {
+            Flush::Pending => Ok(()),
+            Flush::Failed(e) => {
+                let err = os_error(e);
+                let value = err.value(py).clone();
+                base::fatal_error(slf, err, "Fatal write error on socket transport")?;
+                if let Some(waiter) = this.empty_waiter(py) {
+                    waiter.call_method1(py, intern!(py, "set_exception"), (value,))?;
+                }
+                Ok(())
             }
-            return Ok(());
-        }
-        base::maybe_resume_protocol(slf)?;
-        if this.queued(py) > 0 {
-            return Ok(());
-        }
-        base::set_watching(slf, Direction::Write, false)?;
-        if let Some(waiter) = this.empty_waiter(py) {
-            waiter.call_method1(py, intern!(py, "set_result"), (py.None(),))?;
-        }
-        match this.base.life(py, |l| l.flushed()) {
-            Flushed::LoseConnection => base::call_connection_lost(slf, py.None().into_bound(py)),
-            Flushed::ShutDownWrite => shutdown_write(fd),
-            Flushed::Nothing => Ok(()),
+            Flush::Drained => {
+                if let Some(waiter) = this.empty_waiter(py) {
+                    waiter.call_method1(py, intern!(py, "set_result"), (py.None(),))?;
+                }
+                match this.base.life(py, |l| l.flushed()) {
+                    Flushed::LoseConnection => {
+                        base::call_connection_lost(slf, py.None().into_bound(py))
+                    }
+                    Flushed::ShutDownWrite => shutdown_write(this.base.fd()),
+                    Flushed::Nothing => Ok(()),
+                }
+            }
         }
     }
 
@@ -208,8 +191,8 @@ impl StreamTransport {
         Ok(StreamTransport {
             base: TransportBase::new(loop_, fd, sock, protocol, extra, server),
             reading: Reading::new(protocol)?,
+            writing: Writing::new(Sink::Socket),
             io: GilCell::new(StreamIo {
-                buffer: WriteBuffer::new(),
                 empty_waiter: None,
             }),
         })
@@ -234,10 +217,7 @@ impl StreamTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
+        if !is_bytes_like(data) {
             return Err(PyTypeError::new_err(format!(
                 "data argument must be a bytes-like object, not {}",
                 data.get_type().name()?.repr()?
@@ -263,27 +243,10 @@ impl StreamTransport {
             }
             return Ok(());
         }
-        let mut sent = 0;
-        if this.queued(py) == 0 {
-            match with_bytes(data, |b| socket::send(this.base.fd(), b))? {
-                Ok(n) => sent = n,
-                Err(e) if would_block(&e) => {}
-                Err(e) => {
-                    return base::fatal_error(
-                        slf,
-                        os_error(e),
-                        "Fatal write error on socket transport",
-                    )
-                }
-            }
-            if sent == length {
-                return Ok(());
-            }
-            base::set_watching(slf, Direction::Write, true)?;
+        match this.writing.write(slf, data, length)? {
+            Ok(()) => Ok(()),
+            Err(e) => base::fatal_error(slf, os_error(e), "Fatal write error on socket transport"),
         }
-        let chunk = OutChunk::new(data, sent)?;
-        this.io.with(py, |s| s.buffer.push(chunk));
-        base::maybe_pause_protocol(slf)
     }
 
     /// Write an iterable of bytes-like objects.
@@ -316,10 +279,9 @@ impl StreamTransport {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
         let waiter = Loop::new_future(this.base.lp(py))?;
-        let empty = this.io.with(py, |s| {
-            s.empty_waiter = Some(waiter.clone().unbind());
-            s.buffer.is_empty()
-        });
+        this.io
+            .with(py, |s| s.empty_waiter = Some(waiter.clone().unbind()));
+        let empty = this.writing.is_empty(py);
         if empty {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
