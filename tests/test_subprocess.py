@@ -528,3 +528,23 @@ def test_child_watchers_on_the_policy_do_not_break_ferroloop(name):
             watcher.close()
         loop.close()
     assert our_zombies() == []
+
+
+def test_a_child_that_cannot_be_watched_is_killed_and_reaped(loop_kind, loop):
+    if loop_kind == "asyncio":
+        pytest.skip("ferroloop's own child watching")
+    started = []
+
+    def refuse(pid, callback):
+        started.append(pid)
+        raise OSError(24, "Too many open files")
+
+    loop._watch_child = refuse
+
+    async def main():
+        await asyncio.create_subprocess_exec(*SLEEPER)
+
+    with pytest.raises(OSError, match="Too many open files"):
+        loop.run_until_complete(main())
+    [pid] = started
+    assert wait_until_not_our_child(pid)

@@ -141,7 +141,15 @@ class SubprocessTransport(transports.SubprocessTransport):
         if loop.get_debug():
             program = args if isinstance(args, (bytes, str)) else args[0]
             logger().debug("process %r created: pid %s", program, self._pid)
-        self._watch = loop._watch_child(self._pid, self._child_exited)
+        try:
+            self._watch = loop._watch_child(self._pid, self._child_exited)
+        except BaseException:
+            # Out of descriptors, say: the child is not left running, nor
+            # unreaped.
+            self._proc.kill()
+            self._proc.wait()
+            self.close()
+            raise
         loop.create_task(self._connect_pipes(waiter))
 
     def __repr__(self):
