@@ -28,9 +28,14 @@ fn wait_readable(fd: i32) {
     let poller = Poller::new().unwrap();
     poller.add(fd, 1, Interest::READABLE).unwrap();
     let mut events = Events::with_capacity(4);
-    let n = poller
-        .wait(&mut events, Some(Duration::from_secs(60)))
-        .unwrap();
+    // The SIGCHLD handler may interrupt the wait (epoll_wait is never
+    // restarted): wait again.
+    let n = loop {
+        match poller.wait(&mut events, Some(Duration::from_secs(60))) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.unwrap(),
+        }
+    };
     assert_eq!(n, 1, "descriptor did not become readable");
 }
 
