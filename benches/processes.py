@@ -5,21 +5,23 @@ and rloop, measured in one run.
     python benches/processes.py --repeat 3 --only spawn
     python benches/processes.py --markdown      # README table
 
-Rows:
+Rows (the figure compared is the parent's CPU time, user + system of all
+its threads from ``getrusage``: with children and other programs sharing
+the cores, wall-clock rates move too much from run to run; they are shown
+next to it):
 - ``spawn``: ``asyncio.create_subprocess_exec("true")`` and ``wait()``, 50
-  children at a time: children started and reaped per second (wall clock);
+  children at a time: CPU per child;
 - ``pipe``: 1 GiB of a child's stdout (``head -c 1G /dev/zero``) read by a
-  ``SubprocessProtocol``: the parent's CPU time per MiB (user + system, all
-  its threads, from ``getrusage``), the loop's share of a bulk transfer;
+  ``SubprocessProtocol``: CPU per MiB, the loop's share of a bulk transfer;
 - ``pipe-stream``: the same through ``asyncio.subprocess`` streams
   (``proc.stdout.read(64 KiB)``), as most programs read;
 - ``communicate``: ``create_subprocess_exec("cat")`` then ``communicate()``
-  of 1 MiB, one at a time: exchanges per second.
+  of 1 MiB, one at a time: CPU per exchange.
 
 Every row runs every loop once per repeat, back to back and in a shuffled
-order, so that each repeat yields a paired ratio (peer cost / ferroloop
-cost: above 1 means ferroloop is cheaper). The table shows each loop's
-median and the median of the paired ratios. Missing peers are skipped.
+order, so that each repeat yields a paired ratio (peer CPU / ferroloop CPU:
+above 1 means ferroloop uses less). The table shows each loop's median and
+the median of the paired ratios. Missing peers are skipped.
 """
 
 import argparse
@@ -53,8 +55,8 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-# Each benchmark takes a fresh loop and returns (cost, unit): the cost of
-# one unit of work (seconds of wall clock or of CPU), lower is better.
+# Each benchmark takes a fresh loop, does its work and returns how many
+# units it did; `measure` times it.
 
 
 def bench_spawn(loop, n=400, concurrency=50):
@@ -67,9 +69,8 @@ def bench_spawn(loop, n=400, concurrency=50):
         limit = asyncio.Semaphore(concurrency)
         await asyncio.gather(*(one(limit) for _ in range(n)))
 
-    t0 = time.perf_counter()
     loop.run_until_complete(main())
-    return (time.perf_counter() - t0) / n
+    return n
 
 
 class Counter(asyncio.SubprocessProtocol):
@@ -94,10 +95,9 @@ def bench_pipe(loop, size=GIB):
         transport.close()
         return received
 
-    c0 = cpu_seconds()
     received = loop.run_until_complete(main())
     assert received == size, received
-    return (cpu_seconds() - c0) / (size / MIB)
+    return size / MIB
 
 
 def bench_pipe_stream(loop, size=GIB):
@@ -111,10 +111,9 @@ def bench_pipe_stream(loop, size=GIB):
         await proc.wait()
         return received
 
-    c0 = cpu_seconds()
     received = loop.run_until_complete(main())
     assert received == size, received
-    return (cpu_seconds() - c0) / (size / MIB)
+    return size / MIB
 
 
 def bench_communicate(loop, n=40, size=MIB):
@@ -126,32 +125,33 @@ def bench_communicate(loop, n=40, size=MIB):
             out, _ = await proc.communicate(data)
             assert len(out) == size
 
-    t0 = time.perf_counter()
     loop.run_until_complete(main())
-    return (time.perf_counter() - t0) / n
+    return n
 
 
-# (key, title, bench, how a cost is shown: (label, scale, as a rate))
+# (key, title, bench, (unit, units))
 BENCHMARKS = [
-    ("spawn", "spawn and wait `true`, 50 at a time", bench_spawn, ("children/s", 1, True)),
-    ("pipe", "1 GiB of child stdout, SubprocessProtocol", bench_pipe, ("CPU µs/MiB", 1e6, False)),
-    ("pipe-stream", "1 GiB of child stdout, asyncio streams", bench_pipe_stream, ("CPU µs/MiB", 1e6, False)),
-    ("communicate", "create_subprocess_exec(cat) + communicate(1 MiB)", bench_communicate, ("per s", 1, True)),
+    ("spawn", "spawn and wait `true`, 50 at a time", bench_spawn, ("child", "children")),
+    ("pipe", "1 GiB of child stdout, SubprocessProtocol", bench_pipe, ("MiB", "MiB")),
+    ("pipe-stream", "1 GiB of child stdout, asyncio streams", bench_pipe_stream, ("MiB", "MiB")),
+    ("communicate", "create_subprocess_exec(cat) + communicate(1 MiB)", bench_communicate, ("exchange", "exchanges")),
 ]
 
 
-def show(cost, unit):
-    label, scale, rate = unit
-    return f"{1 / cost:,.0f} {label}" if rate else f"{cost * scale:,.0f} {label}"
-
-
 def measure(bench, factory):
+    """(CPU seconds, wall seconds) per unit of work of `bench`."""
     loop = factory()
     try:
         gc.collect()
-        return bench(loop)
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        units = bench(loop)
+        return (cpu_seconds() - c0) / units, (time.perf_counter() - t0) / units
     finally:
         loop.close()
+
+
+def show(cpu, wall, unit):
+    return f"{cpu * 1e6:,.0f} µs · {1 / wall:,.0f} {unit[1]}/s"
 
 
 def main():
@@ -179,29 +179,31 @@ def main():
             random.shuffle(order)
             for name in order:
                 costs[name].append(measure(bench, LOOPS[name]))
-        median = {name: statistics.median(c) for name, c in costs.items()}
-        ratio = {
-            peer: statistics.median(p / f for p, f in zip(costs[peer], costs["ferroloop"]))
-            for peer in peers
+        cpu = {name: statistics.median(c for c, _ in runs) for name, runs in costs.items()}
+        wall = {name: statistics.median(w for _, w in runs) for name, runs in costs.items()}
+        paired = {
+            peer: [p[0] / f[0] for p, f in zip(costs[peer], costs["ferroloop"])] for peer in peers
         }
-        spread = {
-            peer: (min(p / f for p, f in zip(costs[peer], costs["ferroloop"])),
-                   max(p / f for p, f in zip(costs[peer], costs["ferroloop"])))
-            for peer in peers
-        }
-        table.append((title, unit, median, ratio, spread))
-        cells = "  ".join(f"{name} {show(median[name], unit)}" for name in LOOPS)
-        ratios = "  ".join(f"x{ratio[p]:.2f} [{spread[p][0]:.2f}-{spread[p][1]:.2f}] vs {p}" for p in peers)
-        print(f"{key:12} {cells}  |  {ratios}", flush=True)
+        ratio = {peer: statistics.median(r) for peer, r in paired.items()}
+        cells = "  ".join(f"{name} {show(cpu[name], wall[name], unit)}" for name in LOOPS)
+        ratios = "  ".join(f"x{ratio[p]:.2f} [{min(paired[p]):.2f}-{max(paired[p]):.2f}] vs {p}" for p in peers)
+        print(f"{key:12} CPU per {unit[0]}: {cells}  |  {ratios}", flush=True)
+        table.append((title, unit, cpu, wall, ratio))
 
     if args.markdown:
         print()
-        print("| row | " + " | ".join(LOOPS) + " | " + " | ".join(f"vs {p}" for p in peers) + " |")
+        print(
+            "| row (CPU per unit · units/s) | "
+            + " | ".join(LOOPS)
+            + " | "
+            + " | ".join(f"CPU vs {p}" for p in peers)
+            + " |"
+        )
         print("|" + "---|" * (1 + len(LOOPS) + len(peers)))
-        for title, unit, median, ratio, _ in table:
-            cells = " | ".join(show(median[n], unit) for n in LOOPS)
+        for title, unit, cpu, wall, ratio in table:
+            cells = " | ".join(show(cpu[n], wall[n], unit) for n in LOOPS)
             ratios = " | ".join(f"{ratio[p]:.2f}x" for p in peers)
-            print(f"| {title} | {cells} | {ratios} |")
+            print(f"| {title} (per {unit[0]}) | {cells} | {ratios} |")
 
 
 if __name__ == "__main__":
