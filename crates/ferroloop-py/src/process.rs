@@ -22,7 +22,7 @@
 
 use std::os::fd::RawFd;
 
-use ferroloop_core::process::sigchld::SigchldWake;
+use ferroloop_core::process::sigchld::{self, SigchldWake};
 use ferroloop_core::process::{self, Child, WatchMode};
 use pyo3::exceptions::{PyProcessLookupError, PyRuntimeError};
 use pyo3::gc::PyVisit;
@@ -244,6 +244,9 @@ impl ChildReaper {
         let py = slf.py();
         let this = slf.get();
         this.watches.with(py, |w| w.push(watch.clone().unbind()));
+        // Other code may have replaced the SIGCHLD handler since (Python's
+        // `signal.signal`): install it again, chained to the new one.
+        let _ = sigchld::ensure_installed();
         // The child may have exited before it was listed: look once more.
         this.wake.with(py, |w| w.as_ref().map(SigchldWake::nudge));
     }

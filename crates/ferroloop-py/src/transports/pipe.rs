@@ -15,15 +15,15 @@
 //! closed).
 //!
 //! Writing: `write()` writes at once when nothing is queued; the rest is
-//! queued and flushed with `writev` (`Sink::Pipe`) when writable, with
-//! water-mark flow control. `write_eof()` and `close()` are the same thing
+//! queued and flushed with `writev` (`sendmsg` for a socket) when writable,
+//! with water-mark flow control. `write_eof()` and `close()` are the same thing
 //! for a pipe: `connection_lost(None)` once the queue is flushed. A pipe or
 //! socket is also watched for *reading*: it becomes readable (an error
 //! event) when the reader goes away, which closes the transport at once
 //! (with `BrokenPipeError` if bytes were still queued); a write that fails
 //! with `EPIPE` is fatal, with the error passed to `connection_lost`.
-//! `SIGPIPE` is not raised: the interpreter ignores it (see
-//! `ferroloop_core::sys`). Writes after closing are dropped, counted as
+//! `SIGPIPE` is not raised: a socket is written with `MSG_NOSIGNAL`, and
+//! the interpreter ignores the signal for pipes (see `ferroloop_core::sys`). Writes after closing are dropped, counted as
 //! asyncio counts them, with its warning from the fifth on.
 
 use std::os::fd::RawFd;
@@ -375,7 +375,13 @@ impl WritePipeTransport {
         let (base, kind) = pipe_base(loop_, pipe, protocol, extra, refusal)?;
         Ok(WritePipeTransport {
             base,
-            writing: Writing::new(Sink::Pipe),
+            // A socket is written with MSG_NOSIGNAL; other descriptors
+            // rely on the interpreter ignoring SIGPIPE.
+            writing: Writing::new(if kind == FileKind::Socket {
+                Sink::Socket
+            } else {
+                Sink::Pipe
+            }),
             io: GilCell::new(WriteIo {
                 conn_lost: 0,
                 watch_peer: matches!(kind, FileKind::Fifo | FileKind::Socket),
