@@ -411,3 +411,15 @@ def test_text_file_object_as_a_write_pipe(loop):
     transport.close()
     assert loop.run_until_complete(proto.lost) is None
     os.close(rfd)
+
+
+def test_the_pipe_descriptor_belongs_to_its_transport(loop_kind, loop):
+    rfd, wfd = os.pipe()
+    proto = Recorder(loop)
+    transport, _ = read_pipe(loop, proto, open(rfd, "rb", 0))
+    if loop_kind == "ferroloop":
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.add_reader(rfd, print)
+    transport.close()
+    loop.run_until_complete(proto.lost)
+    os.close(wfd)

@@ -548,3 +548,18 @@ def test_a_child_that_cannot_be_watched_is_killed_and_reaped(loop_kind, loop):
         loop.run_until_complete(main())
     [pid] = started
     assert wait_until_not_our_child(pid)
+
+
+def test_signalling_an_exited_child_does_not_take_its_status(loop_kind, loop):
+    if loop_kind == "asyncio":
+        pytest.skip("asyncio 3.11 and 3.12 poll the child in send_signal, which can reap it (gh-87744)")
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
+        # Wait until the child has exited, leaving it to the loop to reap.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        proc.send_signal(signal.SIGUSR1)
+        proc.terminate()
+        return await proc.wait()
+
+    assert loop.run_until_complete(main()) == 3
