@@ -80,8 +80,14 @@ fn exit_status_decoding() {
         status: libc::SIGSEGV,
     };
     assert_eq!(ExitStatus::from_wait_info(dumped), ExitStatus::Signaled(11));
-    assert_eq!(ExitStatus::from_wait_status(3 << 8), Some(ExitStatus::Exited(3)));
-    assert_eq!(ExitStatus::from_wait_status(15), Some(ExitStatus::Signaled(15)));
+    assert_eq!(
+        ExitStatus::from_wait_status(3 << 8),
+        Some(ExitStatus::Exited(3))
+    );
+    assert_eq!(
+        ExitStatus::from_wait_status(15),
+        Some(ExitStatus::Signaled(15))
+    );
     assert_eq!(ExitStatus::from_wait_status(0x137f), None); // stopped
 }
 

@@ -66,10 +66,7 @@ impl ChildWatch {
     fn poll(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let Some(result) = this
-            .st
-            .with(py, |s| s.child.as_mut().map(Child::try_wait))
-        else {
+        let Some(result) = this.st.with(py, |s| s.child.as_mut().map(Child::try_wait)) else {
             return Ok(());
         };
         match result {
@@ -181,7 +178,11 @@ impl ChildWatch {
     fn send_signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
         self.st
             .with(py, |s| s.child.as_ref().map(|c| c.send_signal(sig)))
-            .unwrap_or_else(|| Err(std::io::Error::from_raw_os_error(ferroloop_core::sys::ESRCH)))
+            .unwrap_or_else(|| {
+                Err(std::io::Error::from_raw_os_error(
+                    ferroloop_core::sys::ESRCH,
+                ))
+            })
             .map_err(|e| match e.raw_os_error() {
                 Some(ferroloop_core::sys::ESRCH) => PyProcessLookupError::new_err(()),
                 _ => os_error(e),
@@ -210,7 +211,11 @@ impl ChildWatch {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let state = if self.is_watched(py) { "watched" } else { "done" };
+        let state = if self.is_watched(py) {
+            "watched"
+        } else {
+            "done"
+        };
         format!("<ChildWatch pid={} {state}>", self.pid)
     }
 
@@ -257,8 +262,9 @@ impl Watcher for ChildReaper {
         let py = slf.py();
         let this = slf.get();
         this.wake.with(py, |w| w.as_ref().map(SigchldWake::take));
-        let watches: Vec<Py<ChildWatch>> =
-            this.watches.with(py, |w| w.iter().map(|w| w.clone_ref(py)).collect());
+        let watches: Vec<Py<ChildWatch>> = this
+            .watches
+            .with(py, |w| w.iter().map(|w| w.clone_ref(py)).collect());
         let mut result = Ok(());
         for watch in &watches {
             let outcome = ChildWatch::poll(watch.bind(py));

@@ -117,11 +117,9 @@ impl SigchldWake {
     /// with `ENOSPC` when all [`SLOTS`] are taken.
     pub fn new() -> io::Result<Self> {
         let fd = process::eventfd()?;
-        let Some(slot) = (0..SLOTS).find(|&i| {
-            WAKE_FDS[i]
-                .compare_exchange(-1, fd, SeqCst, SeqCst)
-                .is_ok()
-        }) else {
+        let Some(slot) =
+            (0..SLOTS).find(|&i| WAKE_FDS[i].compare_exchange(-1, fd, SeqCst, SeqCst).is_ok())
+        else {
             let _ = crate::sys::pipe::close(fd);
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         };

@@ -39,7 +39,7 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
 use super::base::{self, Transport, TransportBase};
-use super::reading::{Received, Reading, GET_BUFFER_FAILED};
+use super::reading::{Reading, Received, GET_BUFFER_FAILED};
 use super::writing::{is_bytes_like, Flush, Writing};
 use crate::buffer::with_bytes;
 use crate::errors::os_error;

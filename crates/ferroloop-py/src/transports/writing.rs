@@ -101,9 +101,7 @@ impl Writing {
         let py = slf.py();
         let fd = slf.get().base().fd();
         let mut done = Vec::new();
-        let written = self
-            .buffer
-            .with(py, |b| b.flush(self.sink, fd, &mut done));
+        let written = self.buffer.with(py, |b| b.flush(self.sink, fd, &mut done));
         drop(done);
         if let Err(e) = written {
             base::set_watching(slf, Direction::Write, false)?;
