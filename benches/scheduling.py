@@ -26,17 +26,9 @@ import sys
 import threading
 import time
 
-import ferroloop
+from peers import LOOPS, print_versions
+from peers import peers as list_peers
 
-LOOPS = {"ferroloop": ferroloop.new_event_loop, "asyncio": asyncio.SelectorEventLoop}
-MISSING = []
-for _name in ("uvloop", "rloop"):
-    try:
-        _mod = __import__(_name)
-    except ImportError:
-        MISSING.append(_name)
-    else:
-        LOOPS[_name] = _mod.new_event_loop
 
 
 def noop(*args):
@@ -300,14 +292,8 @@ def main():
         LOOPS["baseline"] = ferroloop_base.new_event_loop
 
     rows = [b for b in BENCHMARKS if not args.only or b[0] in args.only]
-    peers = [name for name in LOOPS if name != "ferroloop"]
-    versions = {"python": sys.version.split()[0], "ferroloop": ferroloop.__version__}
-    for name in ("uvloop", "rloop"):
-        if name in LOOPS:
-            versions[name] = getattr(sys.modules[name], "__version__", "?")
-    print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
-    if MISSING:
-        print("not installed (skipped):", ", ".join(MISSING))
+    peers = list_peers()
+    print_versions()
 
     table = []
     for key, title, bench in rows:

@@ -32,10 +32,11 @@ __all__ = (
     "_handle_repr",
     "_set_result_unless_cancelled",
     "_transport_debug",
+    "_transport_info",
     "_transport_warning",
     "_report_transport_error",
     "_log_slow_transport",
-    "_report_sock_error",
+    "_report_watcher_error",
     "_debug_log",
     "_debug_log_exc",
 )
@@ -150,6 +151,12 @@ def _debug_log_exc(fmt: str, obj: object, message: str, exc: BaseException) -> N
     logger().debug(fmt, obj, message, exc_info=(type(exc), exc, exc.__traceback__))
 
 
+def _transport_info(transport: asyncio.BaseTransport, message: str) -> None:
+    """Called by native code in debug mode: a transport's INFO log line
+    (asyncio's "%r was closed by peer" of pipes)."""
+    logger().info("%r %s", transport, message)
+
+
 def _transport_warning(message: str) -> None:
     """Called by native code: a transport's warning (asyncio logs
     ``socket.send() raised exception.`` for writes after the connection was
@@ -176,7 +183,8 @@ def _log_slow_transport(transport: asyncio.BaseTransport, method: str, seconds: 
     logger().warning("Executing %r.%s() took %.3f seconds", transport, method, seconds)
 
 
-def _report_sock_error(loop: asyncio.AbstractEventLoop, waiter: object, exc: BaseException) -> None:
-    """Called by native code when an exception escaped the retry of a native
-    socket operation (``_core.SockWaiter``)."""
-    loop.call_exception_handler({"message": f"Exception in callback {waiter!r}", "exception": exc})
+def _report_watcher_error(loop: asyncio.AbstractEventLoop, watcher: object, exc: BaseException) -> None:
+    """Called by native code when an exception escaped a native watcher
+    that is not a transport: the retry of a socket operation
+    (``_core.SockWaiter``), the exit of a child (``_core.ChildWatch``)."""
+    loop.call_exception_handler({"message": f"Exception in callback {watcher!r}", "exception": exc})

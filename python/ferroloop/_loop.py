@@ -7,7 +7,8 @@ error paths and is clearer in Python: ``run_until_complete``, the exception
 handler, executors, ``shutdown_asyncgens`` and signal handlers. The
 functions the native code calls for debug mode and error reports are in
 ``_hooks``; the networking methods come from the mixins of ``_connect``,
-``_server``, ``_sock``, ``_sendfile`` and ``_dns``.
+``_server``, ``_sock``, ``_sendfile``, ``_dns``, ``_pipes`` and
+``_subprocess``.
 
 Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
 running Python version; differences are documented where they exist.
@@ -29,10 +30,12 @@ from . import _compat, _core
 from ._connect import ConnectMixin
 from ._dns import DnsMixin
 from ._hooks import _check_callback, _set_result_unless_cancelled, logger
+from ._pipes import PipesMixin
 from ._sendfile import SendfileMixin
 from ._server import ServerMixin
 from ._sock import SockMixin
 from ._tls import TlsMixin
+from ._subprocess import SubprocessMixin
 
 __all__ = ("Loop",)
 
@@ -145,6 +148,8 @@ class Loop(
     SendfileMixin,
     TlsMixin,
     DnsMixin,
+    PipesMixin,
+    SubprocessMixin,
     asyncio.AbstractEventLoop,
 ):
     """An asyncio event loop implemented in Rust; the networking methods
@@ -215,7 +220,8 @@ class Loop(
 
     def close(self):
         """Close the loop: drop pending callbacks, shut the default executor
-        down without waiting, remove signal handlers."""
+        down without waiting, remove signal handlers, leave children still
+        running to the orphan reaper."""
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
@@ -236,6 +242,9 @@ class Loop(
                     source=self,
                 )
                 self._signal_handlers.clear()
+        # Children still running are handed to the orphan reaper while the
+        # poller is still open.
+        self._close_children()
         self._close_native()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -530,10 +539,6 @@ def _not_implemented(name):
 
 for _name in (
     "create_datagram_endpoint",
-    "connect_read_pipe",
-    "connect_write_pipe",
-    "subprocess_shell",
-    "subprocess_exec",
 ):
     setattr(Loop, _name, _not_implemented(_name))
 del _name

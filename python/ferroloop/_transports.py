@@ -1,10 +1,18 @@
-"""The Python faces of transports.
+"""The Python faces of the native transports.
 
 ``SocketTransport`` is what protocols see for TCP and Unix stream
-connections, and ``SSLProtocolTransport`` what they see over TLS: real
-``asyncio.Transport`` objects whose work is done by their native cores,
-``_core.TransportCore`` (reads, writes, flow control, closing) and
-``_core.SSLProtocol`` (the TLS layer on the transport below).
+connections: a real ``asyncio.Transport`` whose work is done by its native
+core, ``_core.TransportCore`` (reads, writes, flow control, closing).
+``ReadPipeTransport`` (an ``asyncio.ReadTransport``) and
+``WritePipeTransport`` (an ``asyncio.WriteTransport``) are the faces of the
+pipe cores, ``_core.ReadPipeCore`` and ``_core.WritePipeCore``.
+``SSLProtocolTransport`` is what protocols see over TLS; its core is the TLS
+layer, ``_core.SSLProtocol``, the protocol of the transport below.
+
+Every face delegates to its core; the methods called per message
+(``write``, ``writelines``, ``is_closing``, ``pause_reading``,
+``resume_reading``) are the core's own bound methods, kept in slots, so that
+calling them runs no Python frame.
 """
 
 import warnings
@@ -13,18 +21,93 @@ from asyncio import constants, transports
 
 from . import _core
 
-__all__ = ("SocketTransport", "SSLProtocolTransport")
+__all__ = ("SocketTransport", "ReadPipeTransport", "WritePipeTransport", "SSLProtocolTransport")
 
 
-class SocketTransport(transports.Transport):
-    """The stream transport of TCP and Unix sockets.
+def _from_core(name):
+    """A read-only property: the core's attribute ``name`` (asyncio's
+    private attributes, for code that reads them)."""
+    return property(lambda self: getattr(self._core, name), doc=f"The core's ``{name}``.")
 
-    A real ``asyncio.Transport``; the work is done by its native core
-    (``_core.TransportCore``), to which every method delegates. The methods
-    called per message (``write``, ``writelines``, ``is_closing``,
-    ``pause_reading``, ``resume_reading``) are the core's own bound methods,
-    kept in slots, so that calling them runs no Python frame.
-    """
+
+class _Face:
+    """What every face shares: closing, the protocol, asyncio's private
+    attributes, the representation and the unclosed-transport warning."""
+
+    __slots__ = ()
+    _core: "_core.TransportCore | _core.ReadPipeCore | _core.WritePipeCore"
+
+    def __repr__(self):
+        return self._core._describe(type(self).__name__)
+
+    def __del__(self, _warn=warnings.warn):
+        core = getattr(self, "_core", None)
+        file = core._sock if core is not None else None
+        if file is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            file.close()
+
+    def close(self):
+        self._core.close()
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    _loop = _from_core("_loop")
+    _protocol = _from_core("_protocol")
+    _closing = _from_core("_closing")
+
+
+class _WritingFace(_Face):
+    """What the faces that write share: end of file, abort, flow control."""
+
+    __slots__ = ()
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def abort(self):
+        self._core.abort()
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    _protocol_paused = _from_core("_protocol_paused")
+
+
+class _PipeFace(_Face):
+    """asyncio's private attributes of pipe transports."""
+
+    __slots__ = ()
+
+    @property
+    def _pipe(self):
+        return self._core._sock
+
+    @_pipe.setter
+    def _pipe(self, value):
+        # asyncio's own tests drop the pipe this way, to close it themselves.
+        if value is not None:
+            raise ValueError("_pipe can only be set to None")
+        self._core._forget_pipe()
+
+    _fileno = _from_core("_sock_fd")
+
+
+class SocketTransport(_WritingFace, transports.Transport):
+    """The stream transport of TCP and Unix sockets."""
 
     __slots__ = (
         "_core",
@@ -48,75 +131,12 @@ class SocketTransport(transports.Transport):
         self.pause_reading = core.pause_reading
         self.resume_reading = core.resume_reading
 
-    def __repr__(self):
-        return self._core._describe(type(self).__name__)
-
-    def __del__(self, _warn=warnings.warn):
-        core = getattr(self, "_core", None)
-        sock = core._sock if core is not None else None
-        if sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            sock.close()
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
-
-    def close(self):
-        self._core.close()
-
-    def abort(self):
-        self._core.abort()
-
     def is_reading(self):
         return self._core.is_reading()
 
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    # asyncio's private attributes, for code that reads them.
-
-    @property
-    def _sock(self):
-        return self._core._sock
-
-    @property
-    def _sock_fd(self):
-        return self._core._sock_fd
-
-    @property
-    def _loop(self):
-        return self._core._loop
-
-    @property
-    def _protocol(self):
-        return self._core._protocol
-
-    @property
-    def _closing(self):
-        return self._core._closing
-
-    @property
-    def _conn_lost(self):
-        return self._core._conn_lost
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
+    _sock = _from_core("_sock")
+    _sock_fd = _from_core("_sock_fd")
+    _conn_lost = _from_core("_conn_lost")
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
@@ -126,6 +146,41 @@ class SocketTransport(transports.Transport):
 
     def _force_close(self, exc):
         self._core._force_close(exc)
+
+
+class ReadPipeTransport(_PipeFace, transports.ReadTransport):
+    """The read transport of a pipe, FIFO, socket or character device."""
+
+    __slots__ = ("_core", "is_closing", "pause_reading", "resume_reading", "__weakref__")
+
+    def __init__(self, loop, pipe, protocol, extra=None):
+        core = _core.ReadPipeCore(loop, pipe, protocol, extra)
+        self._core = core
+        self._extra = core._extra
+        self.is_closing = core.is_closing
+        self.pause_reading = core.pause_reading
+        self.resume_reading = core.resume_reading
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    @property
+    def _paused(self):
+        return not self._core.is_reading() and not self._core.is_closing()
+
+
+class WritePipeTransport(_PipeFace, _WritingFace, transports.WriteTransport):
+    """The write transport of a pipe, FIFO, socket or character device."""
+
+    __slots__ = ("_core", "write", "writelines", "is_closing", "__weakref__")
+
+    def __init__(self, loop, pipe, protocol, extra=None):
+        core = _core.WritePipeCore(loop, pipe, protocol, extra)
+        self._core = core
+        self._extra = core._extra
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
 
 
 class SSLProtocolTransport(transports.Transport):

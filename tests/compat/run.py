@@ -77,6 +77,14 @@ MODULES = {
     # The loop-generic start_tls tests (SelectorStartTLSTests); the rest of
     # the module drives SSLProtocol with mocked transports.
     "test.test_asyncio.test_sslproto": "selector",
+    # Every watcher variant (threaded, safe, fast, pidfd) makes its loop with
+    # the policy's new_event_loop(); ferroloop ignores the watcher set on
+    # the policy. The transport tests at the top use asyncio's TestLoop.
+    "test.test_asyncio.test_subprocess": "policy",
+    # The signal and Unix-socket tests make asyncio.SelectorEventLoop()
+    # (the sendfile tests asyncio.new_event_loop()); the pipe-transport and
+    # child-watcher tests use asyncio's own classes on a TestLoop.
+    "test.test_asyncio.test_unix_events": "selector",
 }
 
 # The other modules of test/test_asyncio (3.11 to 3.13), and why they are not
@@ -88,11 +96,9 @@ NOT_RUN = {
     "test.test_asyncio.test_protocols": "protocol base classes with mocks, no loop",
     "test.test_asyncio.test_transports": "transport base classes with mocks, no loop",
     "test.test_asyncio.test_selector_events": "BaseSelectorEventLoop internals with a mocked selector",
-    "test.test_asyncio.test_unix_events": "_UnixSelectorEventLoop internals and child watchers, mostly with mocks",
     "test.test_asyncio.test_proactor_events": "Windows proactor loop",
     "test.test_asyncio.test_windows_events": "Windows only",
     "test.test_asyncio.test_windows_utils": "Windows only",
-    "test.test_asyncio.test_subprocess": "subprocesses are not implemented yet (add it when they are)",
 }
 
 

@@ -6,7 +6,8 @@
 //! state machines decide; the containers are generic over what they hold.
 //!
 //! # Layers (no module uses one above it)
-//! 1. `sys` — the system calls on sockets and pipes, one errno path.
+//! 1. `sys` — the system calls on sockets, pipes and child processes, one
+//!    errno path.
 //! 2. `clock`, `fd`, `poller`, `waker` — time, owned descriptors, the
 //!    level-triggered epoll layer and the self-pipe that wakes it.
 //! 3. `timers`, `io` — the timer heap; the outgoing byte queue (flushed
@@ -17,7 +18,9 @@
 //!    (ready queue, timer queue, turn planning) and the free-list policy.
 //! 5. `transport` — what every transport kind shares, sans I/O: write flow
 //!    control and the closing / end-of-file / paused / lost lifecycle; `tls`
-//!    — the states of a TLS layer and what each input does in them.
+//!    — the states of a TLS layer and what each input does in them;
+//!    `process` — child processes watched by pidfd (or the SIGCHLD
+//!    fallback), reaped by pid, and the orphan reaper.
 //!
 //! Errors stay `std::io::Error` (or a small error type) here; conversion to
 //! Python exceptions happens only at the binding boundary.
@@ -28,6 +31,7 @@ pub mod clock;
 pub mod fd;
 pub mod io;
 pub mod poller;
+pub mod process;
 pub mod reactor;
 pub mod sys;
 pub mod timers;

@@ -21,8 +21,9 @@
 //! 4. `loop_` — the loop: its state, turn, scheduling, readers, tasks,
 //!    asynchronous generators and signals, and `port`, its narrow interface
 //!    for the layer above.
-//! 5. `sock` (native `sock_*` waiters) and `transports` (a base every kind
-//!    shares, then one file per kind) — watchers, which reach the loop
+//! 5. `sock` (native `sock_*` waiters), `transports` (a base every kind
+//!    shares, then one file per kind) and `process` (child processes watched
+//!    by pidfd or the SIGCHLD fallback) — watchers, which reach the loop
 //!    through its port.
 //!
 //! # Adding a transport kind
@@ -39,6 +40,7 @@ mod errors;
 mod gil_cell;
 mod handles;
 mod loop_;
+mod process;
 mod py_refs;
 mod sock;
 mod source;
@@ -50,7 +52,10 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     loop_::register(m)?;
     m.add_class::<sock::SockWaiter>()?;
+    process::register(m)?;
     m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::pipe::ReadPipeTransport>()?;
+    m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add_class::<transports::tls::TlsProtocol>()?;
     transports::base::register_native_protocols(
         m.py(),

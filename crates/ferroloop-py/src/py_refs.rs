@@ -70,6 +70,9 @@ cached_attr!(
     /// `_transport_debug(transport, message, exc)`: debug-mode log line.
     transport_debug, "ferroloop._hooks", "_transport_debug");
 cached_attr!(
+    /// `_transport_info(transport, message)`: an INFO log line.
+    transport_info, "ferroloop._hooks", "_transport_info");
+cached_attr!(
     /// `_transport_warning(message)`.
     transport_warning, "ferroloop._hooks", "_transport_warning");
 cached_attr!(
@@ -79,8 +82,10 @@ cached_attr!(
     /// `_log_slow_transport(transport, method, seconds)`.
     log_slow_transport, "ferroloop._hooks", "_log_slow_transport");
 cached_attr!(
-    /// `_report_sock_error(loop, waiter, exc)`.
-    report_sock_error, "ferroloop._hooks", "_report_sock_error");
+    /// `_report_watcher_error(loop, watcher, exc)`: an exception escaped a
+    /// native watcher that is not a transport (a socket waiter, a child
+    /// watch).
+    report_watcher_error, "ferroloop._hooks", "_report_watcher_error");
 cached_attr!(
     /// `_debug_log(format, *args)`: a debug-level line of asyncio's logger.
     debug_log, "ferroloop._hooks", "_debug_log");

@@ -39,7 +39,6 @@ use crate::buffer::{with_bytes, BufferGuard};
 use crate::errors::{os_error, unless_interrupt};
 use crate::gil_cell::GilCell;
 use crate::loop_::{Loop, READ_BUFFER_SIZE};
-use crate::py_refs;
 use crate::source::{Direction, Watcher};
 
 /// The operation a waiter retries.
@@ -333,10 +332,7 @@ impl Watcher for SockWaiter {
     /// An unexpected exception while retrying goes to the exception
     /// handler, as from a callback.
     fn report(slf: &Bound<'_, Self>, _dir: Direction, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        let lp = slf.get().loop_.bind(py);
-        py_refs::report_sock_error(py)?.call1((lp, slf, err.into_value(py)))?;
-        Ok(())
+        Loop::report_watcher_error(slf.get().loop_.bind(slf.py()), slf, err)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Thin wrappers over the system calls the loop makes on sockets and pipes.
+//! Thin wrappers over the system calls the loop makes on sockets, pipes and
+//! child processes.
 //!
 //! Every wrapper follows one contract (as mio's `sys` layer does):
 //! - it takes raw descriptors and Rust slices, never Python objects;
@@ -11,13 +12,15 @@
 //!   pipes rely on the interpreter ignoring `SIGPIPE` (CPython does at start).
 //!
 //! The `unsafe` is confined here: callers pass slices whose validity the
-//! borrow checker already guarantees, except for [`socket::recv_raw`], which
-//! is for writing into memory Rust does not own (a Python buffer).
+//! borrow checker already guarantees, except for [`socket::recv_raw`] and
+//! [`pipe::read_raw`], which are for writing into memory Rust does not own
+//! (a Python buffer).
 
 use std::ffi::CStr;
 use std::io;
 
 pub mod pipe;
+pub mod process;
 pub mod socket;
 
 /// Turns a libc `int` return value into an `io::Result`, reading `errno` on
@@ -39,6 +42,13 @@ pub fn cvt_size(n: libc::ssize_t) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// `EIO`: what reading a pty whose other side closed fails with.
+pub const EIO: i32 = libc::EIO;
+/// `ECHILD`: waiting for a child that was already reaped (or is not ours).
+pub const ECHILD: i32 = libc::ECHILD;
+/// `ESRCH`: no such process.
+pub const ESRCH: i32 = libc::ESRCH;
 
 /// Whether the error means "not now: try again when the descriptor is
 /// ready" (`EAGAIN`/`EWOULDBLOCK`, or an interrupted call).

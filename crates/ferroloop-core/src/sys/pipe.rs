@@ -1,7 +1,7 @@
 //! Pipe (and other non-socket descriptor) system calls: `read`, `write`,
-//! `writev`, `close`. See the module contract in [`crate::sys`]. Pipes cannot
-//! be written with `send`/`sendmsg` (`ENOTSOCK`); these work on any
-//! descriptor.
+//! `writev`, `close`, the file type and the non-blocking flag. See the
+//! module contract in [`crate::sys`]. Pipes cannot be written with
+//! `send`/`sendmsg` (`ENOTSOCK`); these work on any descriptor.
 
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
@@ -12,6 +12,55 @@ use super::{cvt, cvt_size, iovecs};
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
     cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// `read` into memory described by a raw pointer, for buffers Rust does not
+/// own (a Python buffer, a `bytes` object being filled).
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+pub unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    // SAFETY: guaranteed by the caller.
+    cvt_size(unsafe { libc::read(fd, ptr.cast(), len) })
+}
+
+/// What kind of file a descriptor refers to (as far as pipe transports
+/// care).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A pipe or FIFO.
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A character device (a terminal, a pty, `/dev/null`).
+    CharDevice,
+    /// Anything else (a regular file, a directory, a block device).
+    Other,
+}
+
+/// `fstat(fd)`'s file type.
+pub fn file_kind(fd: RawFd) -> io::Result<FileKind> {
+    // SAFETY: a zeroed `stat` is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is writable for the call.
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => FileKind::Fifo,
+        libc::S_IFSOCK => FileKind::Socket,
+        libc::S_IFCHR => FileKind::CharDevice,
+        _ => FileKind::Other,
+    })
+}
+
+/// Sets `O_NONBLOCK` on the descriptor (`os.set_blocking(fd, False)`).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: no pointers.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: no pointers.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
 }
 
 /// `write(fd, data)`: the number of bytes written.

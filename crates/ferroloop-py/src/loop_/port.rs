@@ -160,6 +160,18 @@ impl Loop {
         slf.call_method0(intern!(slf.py(), "create_future"))
     }
 
+    /// Reports an exception that escaped `watcher`, a native watcher that
+    /// is not a transport, as a failed callback.
+    pub(crate) fn report_watcher_error(
+        slf: &Bound<'_, Self>,
+        watcher: &Bound<'_, PyAny>,
+        err: PyErr,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        crate::py_refs::report_watcher_error(py)?.call1((slf, watcher, err.into_value(py)))?;
+        Ok(())
+    }
+
     /// `loop.call_exception_handler(context)` (through Python, so that
     /// overrides and custom handlers take effect).
     pub(crate) fn report(slf: &Bound<'_, Self>, context: Bound<'_, PyDict>) -> PyResult<()> {

@@ -20,9 +20,9 @@
 //! - the protocol, the extra info, the server the transport is attached
 //!   to, and the watching of the descriptor (only on real changes).
 //!
-//! A kind provides its queued-byte count and what to drop on abort
-//! ([`Transport`]), and gets the shared Python methods by invoking
-//! `transport_methods!` on its type.
+//! A kind provides its readiness handlers, its queued-byte count and what
+//! to drop on abort ([`Transport`]), and gets the shared Python methods by
+//! invoking `transport_methods!` (`methods.rs`) on its type.
 //!
 //! The transport owns its descriptor: when the connection is lost it
 //! removes every registration of the descriptor before closing the file
@@ -74,9 +74,20 @@ struct BaseState {
 }
 
 /// A transport kind: a pyclass with a [`TransportBase`] and its own I/O.
-pub trait Transport: Watcher {
+/// Every kind is a loop [`Watcher`] (implemented here for all of them): the
+/// descriptor's readiness runs [`Transport::on_readable`] or
+/// [`Transport::on_writable`], and an exception they let through is
+/// reported as the failed callback `<face type>._read_ready()` (or
+/// `_write_ready()`), timed in debug mode like one.
+pub trait Transport: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
     /// The shared state.
     fn base(&self) -> &TransportBase;
+    /// The descriptor is readable (asyncio's `_read_ready`).
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()>;
+    /// The descriptor is writable (asyncio's `_write_ready`).
+    fn on_writable(_slf: &Bound<'_, Self>) -> PyResult<()> {
+        Ok(())
+    }
     /// Bytes queued for sending (what flow control counts).
     fn queued(&self, py: Python<'_>) -> usize;
     /// Drops everything queued for sending (abort, fatal error).
@@ -86,6 +97,24 @@ pub trait Transport: Watcher {
     /// The connection is lost, `connection_lost` was called and the file
     /// object closed: let go of the kind's own objects.
     fn lost(slf: &Bound<'_, Self>) -> PyResult<()>;
+    /// Whether a fatal error `err` is only logged in debug mode instead of
+    /// reported to the exception handler: OS errors, for most kinds.
+    fn quiet_error(py: Python<'_>, err: &PyErr) -> bool {
+        err.is_instance_of::<PyOSError>(py)
+    }
+    /// Whether the kind watches its descriptor for reading until the
+    /// connection is lost, even while closing: a write pipe's read watch
+    /// is how it notices the reader going away, which still matters while
+    /// it flushes.
+    const WATCHES_PEER_WHILE_CLOSING: bool = false;
+    /// The face's representation (`class_name` is the face's): asyncio's
+    /// `_SelectorTransport` format unless the kind has its own.
+    fn describe(slf: &Bound<'_, Self>, class_name: &str) -> String
+    where
+        Self: Sized,
+    {
+        describe(slf, class_name)
+    }
 }
 
 impl TransportBase {
@@ -182,6 +211,13 @@ impl TransportBase {
     /// Whether the protocol was told to pause writing.
     pub fn protocol_paused(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.flow.is_paused())
+    }
+
+    /// Lets go of the file object without closing it (the owner of the
+    /// face took it over).
+    pub fn forget_file(&self, py: Python<'_>) {
+        let old = self.st.with(py, |s| s.file.take());
+        drop(old);
     }
 
     /// Replaces the protocol (`set_protocol`).
@@ -343,7 +379,7 @@ pub fn fatal_error<T: Transport>(slf: &Bound<'_, T>, exc: PyErr, message: &str) 
     let py = slf.py();
     let base = slf.get().base();
     let value = exc.value(py).clone();
-    if exc.is_instance_of::<PyOSError>(py) {
+    if T::quiet_error(py, &exc) {
         if base.debug(py) {
             debug_log(slf, message, Some(value.as_any()))?;
         }
@@ -381,9 +417,9 @@ pub fn force_close<T: Transport>(slf: &Bound<'_, T>, exc: Bound<'_, PyAny>) -> P
         this.drop_queued(py);
         set_watching(slf, Direction::Write, false)?;
     }
-    if forced.stop.read {
-        set_watching(slf, Direction::Read, false)?;
-    }
+    // Whatever still watches for reading stops (a no-op for a kind that
+    // stopped when it began closing).
+    set_watching(slf, Direction::Read, false)?;
     schedule_connection_lost(slf, exc)
 }
 
@@ -395,6 +431,7 @@ pub fn close<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
     let queued = this.queued(py) > 0;
     match this.base().life(py, |l| l.close(queued)) {
         Close::Nothing => Ok(()),
+        Close::AfterFlush if T::WATCHES_PEER_WHILE_CLOSING => Ok(()),
         Close::AfterFlush => set_watching(slf, Direction::Read, false),
         Close::LoseNow => {
             set_watching(slf, Direction::Read, false)?;
@@ -627,164 +664,50 @@ pub fn describe<T: Transport>(slf: &Bound<'_, T>, class_name: &str) -> String {
     format!("<{}>", info.join(" "))
 }
 
-/// Adds the Python methods every transport kind shares to `$kind`, a type
-/// implementing [`Transport`]: closing and aborting, reading control, flow
-/// control, extra info, the protocol, and asyncio's private attributes.
-macro_rules! transport_methods {
-    ($kind:ty) => {
-        #[pyo3::pymethods]
-        impl $kind {
-            /// Attaches the transport (seen through `face`) and schedules
-            /// `connection_made`.
-            #[pyo3(signature = (face, waiter=None))]
-            fn _start(
-                slf: &pyo3::Bound<'_, Self>,
-                face: pyo3::Bound<'_, pyo3::PyAny>,
-                waiter: Option<pyo3::Bound<'_, pyo3::PyAny>>,
-            ) -> pyo3::PyResult<()> {
-                $crate::transports::base::start(slf, face, waiter)
-            }
+/// `repr()` of a core: its face's, or the core's own description (under
+/// the core's class name `name`) once the face is gone.
+pub fn core_repr<T: Transport>(slf: &Bound<'_, T>, name: &str) -> PyResult<String> {
+    let face = face(slf);
+    if face.is(slf) {
+        return Ok(T::describe(slf, name));
+    }
+    Ok(face.repr()?.to_string())
+}
 
-            /// Close after flushing buffered data; `connection_lost(None)`
-            /// follows.
-            fn close(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transports::base::close(slf)
-            }
+/// The asyncio method a readiness direction stands for (in reports).
+fn ready_method_name(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Read => "_read_ready",
+        Direction::Write => "_write_ready",
+    }
+}
 
-            /// Close at once, dropping buffered data; `connection_lost(None)`
-            /// follows.
-            fn abort(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                let none = slf.py().None().into_bound(slf.py());
-                $crate::transports::base::force_close(slf, none)
-            }
-
-            /// asyncio's `_force_close(exc)`.
-            fn _force_close(
-                slf: &pyo3::Bound<'_, Self>,
-                exc: pyo3::Bound<'_, pyo3::PyAny>,
-            ) -> pyo3::PyResult<()> {
-                $crate::transports::base::force_close(slf, exc)
-            }
-
-            fn _call_connection_lost(
-                slf: &pyo3::Bound<'_, Self>,
-                exc: pyo3::Bound<'_, pyo3::PyAny>,
-            ) -> pyo3::PyResult<()> {
-                $crate::transports::base::call_connection_lost(slf, exc)
-            }
-
-            fn is_closing(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transports::base::Transport::base(self).life(py, |l| l.is_closing())
-            }
-
-            fn is_reading(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transports::base::Transport::base(self).life(py, |l| l.is_reading())
-            }
-
-            /// Stop receiving until `resume_reading()`.
-            fn pause_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transports::base::pause_reading(slf)
-            }
-
-            /// Resume receiving after `pause_reading()`.
-            fn resume_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transports::base::resume_reading(slf)
-            }
-
-            fn get_write_buffer_size(&self, py: pyo3::Python<'_>) -> usize {
-                $crate::transports::base::Transport::queued(self, py)
-            }
-
-            fn get_write_buffer_limits(&self, py: pyo3::Python<'_>) -> (usize, usize) {
-                $crate::transports::base::Transport::base(self).limits(py)
-            }
-
-            /// Set the high and low water marks of the write buffer.
-            #[pyo3(signature = (high=None, low=None))]
-            fn set_write_buffer_limits(
-                slf: &pyo3::Bound<'_, Self>,
-                high: Option<pyo3::Bound<'_, pyo3::PyAny>>,
-                low: Option<pyo3::Bound<'_, pyo3::PyAny>>,
-            ) -> pyo3::PyResult<()> {
-                $crate::transports::base::set_write_buffer_limits(slf, high, low)
-            }
-
-            #[pyo3(signature = (name, default=None))]
-            fn get_extra_info(
-                &self,
-                py: pyo3::Python<'_>,
-                name: &pyo3::Bound<'_, pyo3::PyAny>,
-                default: Option<pyo3::Py<pyo3::PyAny>>,
-            ) -> pyo3::PyResult<pyo3::Py<pyo3::PyAny>> {
-                $crate::transports::base::Transport::base(self).extra_info(py, name, default)
-            }
-
-            fn get_protocol(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
-                $crate::transports::base::Transport::base(self).protocol(py)
-            }
-
-            fn set_protocol(
-                &self,
-                py: pyo3::Python<'_>,
-                protocol: &pyo3::Bound<'_, pyo3::PyAny>,
-            ) -> pyo3::PyResult<()> {
-                $crate::transports::base::Transport::protocol_changed(self, py, protocol)?;
-                $crate::transports::base::Transport::base(self).set_protocol(py, protocol);
-                Ok(())
-            }
-
-            /// The face's representation, asyncio style.
-            fn _describe(slf: &pyo3::Bound<'_, Self>, class_name: &str) -> String {
-                $crate::transports::base::describe(slf, class_name)
-            }
-
-            #[getter]
-            fn _sock(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
-                $crate::transports::base::Transport::base(self).file(py)
-            }
-
-            #[getter]
-            fn _sock_fd(&self) -> std::os::fd::RawFd {
-                $crate::transports::base::Transport::base(self).fd()
-            }
-
-            #[getter]
-            fn _loop(&self, py: pyo3::Python<'_>) -> pyo3::Py<$crate::loop_::Loop> {
-                $crate::transports::base::Transport::base(self)
-                    .lp(py)
-                    .clone()
-                    .unbind()
-            }
-
-            #[getter]
-            fn _protocol(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::PyAny>> {
-                $crate::transports::base::Transport::base(self).protocol(py)
-            }
-
-            #[getter]
-            fn _closing(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transports::base::Transport::base(self).life(py, |l| l.is_closing())
-            }
-
-            #[getter]
-            fn _conn_lost(&self, py: pyo3::Python<'_>) -> u32 {
-                $crate::transports::base::Transport::base(self).life(py, |l| l.conn_lost())
-            }
-
-            #[getter]
-            fn _protocol_paused(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transports::base::Transport::base(self).protocol_paused(py)
-            }
-
-            #[getter]
-            fn _extra(&self, py: pyo3::Python<'_>) -> Option<pyo3::Py<pyo3::types::PyDict>> {
-                $crate::transports::base::Transport::base(self).extra(py)
-            }
-
-            #[getter]
-            fn _face(slf: &pyo3::Bound<'_, Self>) -> pyo3::Py<pyo3::PyAny> {
-                $crate::transports::base::face(slf).unbind()
-            }
+impl<T: Transport> Watcher for T {
+    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
+        match dir {
+            Direction::Read => T::on_readable(slf),
+            Direction::Write => T::on_writable(slf),
         }
-    };
+    }
+
+    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
+        let py = slf.py();
+        py_refs::report_transport_error(py)?.call1((
+            face(slf),
+            ready_method_name(dir),
+            err.into_value(py),
+        ))?;
+        Ok(())
+    }
+
+    const TIMED: bool = true;
+
+    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
+        py_refs::log_slow_transport(slf.py())?.call1((
+            face(slf),
+            ready_method_name(dir),
+            seconds,
+        ))?;
+        Ok(())
+    }
 }

@@ -4,102 +4,36 @@
 //!
 //! Reading: when the loop finds the descriptor readable it queues a native
 //! ready item (in the place asyncio queues the transport's `_read_ready`
-//! handle, so ordering is asyncio's) and the transport receives once, where
-//! the read-size policy says (`ferroloop_core::io::read_policy`): into the
-//! loop's shared receive buffer, copied into an exact-size `bytes` for
-//! `data_received`, or after a large read straight into a new `bytes` of
-//! the last read's size. A `BufferedProtocol` gets `get_buffer(-1)`, a
-//! receive straight into that buffer, and `buffer_updated(n)`. End of file
-//! calls `eof_received`; a true result keeps the transport open for
-//! writing.
+//! handle, so ordering is asyncio's) and the transport receives once
+//! (`reading.rs`: the shared buffer or a direct read, `data_received` or a
+//! `BufferedProtocol`'s buffer). End of file calls `eof_received`; a true
+//! result keeps the transport open for writing.
 //!
 //! Writing: `write()` sends at once when nothing is queued; what the kernel
 //! does not take is queued (a `bytes` object by reference, anything else
 //! copied) and flushed with one vectored send per writable event.
 
-use ferroloop_core::io::read_policy::{ReadPlan, ReadSizer};
-use ferroloop_core::sys::{socket, would_block};
+use ferroloop_core::sys::socket;
 use ferroloop_core::transport::lifecycle::{Flushed, WriteEof, WriteGate};
-use ferroloop_core::{Sink, WriteBuffer};
+use ferroloop_core::Sink;
 use pyo3::exceptions::{PyConnectionError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
-use super::base::{self, ReceiveFn, Transport, TransportBase};
-use crate::buffer::{with_bytes, BufferGuard, OutChunk};
-use crate::cpython::fill_new_bytes;
-use crate::errors::{os_error, unless_interrupt};
+use super::base::{self, Transport, TransportBase};
+use super::reading::{Reading, Received, GET_BUFFER_FAILED};
+use super::writing::{is_bytes_like, Flush, Writing};
+use crate::buffer::with_bytes;
+use crate::errors::os_error;
 use crate::gil_cell::GilCell;
-use crate::loop_::{Loop, READ_BUFFER_SIZE};
+use crate::loop_::Loop;
 use crate::py_refs;
-use crate::source::{Direction, Watcher};
-
-/// How received data reaches the protocol.
-enum Receiver {
-    /// `protocol.data_received`.
-    Plain(Py<PyAny>),
-    /// `protocol.get_buffer` and `protocol.buffer_updated`.
-    Buffered {
-        get_buffer: Py<PyAny>,
-        buffer_updated: Py<PyAny>,
-    },
-    /// A native protocol, handed the bytes without a Python call.
-    Native(Py<PyAny>, ReceiveFn),
-}
-
-impl Receiver {
-    fn for_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let py = protocol.py();
-        if let Some(receive) = base::native_receiver(protocol) {
-            return Ok(Receiver::Native(protocol.clone().unbind(), receive));
-        }
-        if protocol.is_instance(py_refs::buffered_protocol(py)?)? {
-            Ok(Receiver::Buffered {
-                get_buffer: protocol.getattr(intern!(py, "get_buffer"))?.unbind(),
-                buffer_updated: protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
-            })
-        } else {
-            Ok(Receiver::Plain(
-                protocol.getattr(intern!(py, "data_received"))?.unbind(),
-            ))
-        }
-    }
-
-    fn clone_ref(&self, py: Python<'_>) -> Self {
-        match self {
-            Receiver::Plain(f) => Receiver::Plain(f.clone_ref(py)),
-            Receiver::Buffered {
-                get_buffer,
-                buffer_updated,
-            } => Receiver::Buffered {
-                get_buffer: get_buffer.clone_ref(py),
-                buffer_updated: buffer_updated.clone_ref(py),
-            },
-            Receiver::Native(p, receive) => Receiver::Native(p.clone_ref(py), *receive),
-        }
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        match self {
-            Receiver::Plain(f) | Receiver::Native(f, _) => visit.call(f),
-            Receiver::Buffered {
-                get_buffer,
-                buffer_updated,
-            } => {
-                visit.call(get_buffer)?;
-                visit.call(buffer_updated)
-            }
-        }
-    }
-}
+use crate::source::Direction;
 
 /// The stream's own state.
 struct StreamIo {
-    receiver: Option<Receiver>,
-    buffer: WriteBuffer<OutChunk>,
-    sizer: ReadSizer,
     /// Future resolved when the write buffer empties (used by sendfile).
     empty_waiter: Option<Py<PyAny>>,
 }
@@ -108,37 +42,9 @@ struct StreamIo {
 #[pyclass(module = "ferroloop._core", name = "TransportCore", frozen, weakref)]
 pub struct StreamTransport {
     base: TransportBase,
+    reading: Reading,
+    writing: Writing,
     io: GilCell<StreamIo>,
-}
-
-impl Watcher for StreamTransport {
-    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
-            Direction::Read => Self::read_ready(slf),
-            Direction::Write => Self::write_ready(slf),
-        }
-    }
-
-    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        py_refs::report_transport_error(py)?.call1((slf, method_name(dir), err.into_value(py)))?;
-        Ok(())
-    }
-
-    const TIMED: bool = true;
-
-    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
-        py_refs::log_slow_transport(slf.py())?.call1((slf, method_name(dir), seconds))?;
-        Ok(())
-    }
-}
-
-/// The asyncio method a readiness direction stands for (in reports).
-fn method_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Read => "_read_ready",
-        Direction::Write => "_write_ready",
-    }
 }
 
 impl Transport for StreamTransport {
@@ -146,31 +52,31 @@ impl Transport for StreamTransport {
         &self.base
     }
 
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::read_ready(slf)
+    }
+
+    fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::write_ready(slf)
+    }
+
     fn queued(&self, py: Python<'_>) -> usize {
-        self.io.with(py, |s| s.buffer.len())
+        self.writing.len(py)
     }
 
     fn drop_queued(&self, py: Python<'_>) {
-        let dropped = self.io.with(py, |s| s.buffer.clear());
-        drop(dropped);
+        self.writing.clear(py);
     }
 
     fn protocol_changed(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let receiver = Receiver::for_protocol(protocol)?;
-        let old = self.io.with(py, |s| s.receiver.replace(receiver));
-        drop(old);
-        Ok(())
+        self.reading.protocol_changed(py, protocol)
     }
 
     fn lost(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (receiver, waiter) = slf.get().io.with(py, |s| {
-            (
-                s.receiver.take(),
-                s.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
-            )
-        });
-        drop(receiver);
+        let this = slf.get();
+        this.reading.release(py);
+        let waiter = this.empty_waiter(py);
         waiter.map_or(Ok(()), |w| {
             let err = PyConnectionError::new_err("Connection is closed by peer");
             w.call_method1(py, intern!(py, "set_exception"), (err.value(py),))
@@ -187,143 +93,17 @@ impl StreamTransport {
         if this.base.is_lost(py) {
             return Ok(());
         }
-        let receiver = this
-            .io
-            .with(py, |s| s.receiver.as_ref().map(|r| r.clone_ref(py)));
-        match receiver {
-            None => Ok(()),
-            Some(Receiver::Plain(data_received)) => Self::read_plain(slf, data_received.bind(py)),
-            Some(Receiver::Buffered {
-                get_buffer,
-                buffer_updated,
-            }) => Self::read_buffered(slf, get_buffer.bind(py), buffer_updated.bind(py)),
-            Some(Receiver::Native(protocol, receive)) => {
-                Self::read_native(slf, protocol.bind(py), receive)
-            }
-        }
-    }
-
-    /// Receives into the loop's shared buffer and hands the bytes to a
-    /// native protocol, in place.
-    fn read_native(
-        slf: &Bound<'_, Self>,
-        protocol: &Bound<'_, PyAny>,
-        receive: ReceiveFn,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let mut buf = this.base.lp(py).get().read_buffer(py);
-        match socket::recv(this.base.fd(), &mut buf) {
-            Err(e) if would_block(&e) => Ok(()),
-            Err(e) => {
-                drop(buf);
+        let lp = this.base.lp(py);
+        match this.reading.receive(lp, this.base.fd(), socket::recv_raw) {
+            Received::Nothing => Ok(()),
+            Received::Eof => Self::on_eof(slf),
+            Received::Failed(e) => {
                 base::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
             }
-            Ok(0) => {
-                drop(buf);
-                Self::on_eof(slf)
-            }
-            Ok(n) => base::protocol_outcome(
-                slf,
-                receive(protocol, &buf[..n]),
-                "Fatal error: protocol.buffer_updated() call failed.",
-            ),
-        }
-    }
-
-    fn read_plain(slf: &Bound<'_, Self>, data_received: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let plan = this.io.with(py, |s| s.sizer.plan(READ_BUFFER_SIZE));
-        let received = match plan {
-            ReadPlan::Direct(size) => this.recv_direct(py, size),
-            ReadPlan::Shared => None,
-        }
-        .unwrap_or_else(|| this.recv_shared(py));
-        let n = match &received {
-            Ok(Some(data)) => data.as_bytes().len(),
-            _ => 0,
-        };
-        this.io.with(py, |s| s.sizer.record(n));
-        match received {
-            Err(e) if would_block(&e) => Ok(()),
-            Err(e) => base::fatal_error(slf, os_error(e), "Fatal read error on socket transport"),
-            Ok(None) => Self::on_eof(slf),
-            Ok(Some(data)) => base::protocol_outcome(
-                slf,
-                data_received.call1((data,)).map(drop),
-                "Fatal error: protocol.data_received() call failed.",
-            ),
-        }
-    }
-
-    /// Receives into the loop's shared buffer and copies what arrived into a
-    /// `bytes` of that size; `None` at end of stream.
-    fn recv_shared<'py>(&self, py: Python<'py>) -> std::io::Result<Option<Bound<'py, PyBytes>>> {
-        let mut buf = self.base.lp(py).get().read_buffer(py);
-        let n = socket::recv(self.base.fd(), &mut buf)?;
-        Ok((n > 0).then(|| PyBytes::new(py, &buf[..n])))
-    }
-
-    /// Receives straight into a new `bytes` of `size` bytes (see the module
-    /// documentation); `None` if the allocation fails (then `recv_shared`
-    /// runs).
-    fn recv_direct<'py>(
-        &self,
-        py: Python<'py>,
-        size: usize,
-    ) -> Option<std::io::Result<Option<Bound<'py, PyBytes>>>> {
-        let fd = self.base.fd();
-        let mut got = 0;
-        let filled = fill_new_bytes(py, size, |ptr, len| {
-            // SAFETY: `ptr` is writable for `len` bytes (see fill_new_bytes).
-            got = unsafe { socket::recv_raw(fd, ptr, len) }?;
-            Ok(got)
-        })?;
-        Some(filled.map(|bytes| (got > 0).then_some(bytes)))
-    }
-
-    fn read_buffered(
-        slf: &Bound<'_, Self>,
-        get_buffer: &Bound<'_, PyAny>,
-        buffer_updated: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        const GET_BUFFER_FAILED: &str = "Fatal error: protocol.get_buffer() call failed.";
-        let py = slf.py();
-        let this = slf.get();
-        let buffer = get_buffer.call1((-1,)).and_then(|buf| {
-            if buf.len()? == 0 {
-                Err(PyRuntimeError::new_err(
-                    "get_buffer() returned an empty buffer",
-                ))
-            } else {
-                Ok(buf)
-            }
-        });
-        let buffer = match unless_interrupt(py, buffer.map(Some), |err| {
-            base::fatal_error(slf, err, GET_BUFFER_FAILED).map(|()| None)
-        })? {
-            Some(buffer) => buffer,
-            None => return Ok(()),
-        };
-        let received = BufferGuard::get(&buffer, true).map(|mut view| {
-            // SAFETY: the writable view stays exported (its memory put)
-            // until `view` is dropped at the end of this closure; no Python
-            // code runs meanwhile.
-            unsafe { socket::recv_raw(this.base.fd(), view.as_mut_ptr(), view.len()) }
-        });
-        match received {
-            Err(err) => base::fatal_error(slf, err, GET_BUFFER_FAILED),
-            Ok(Err(e)) if would_block(&e) => Ok(()),
-            Ok(Err(e)) => {
-                base::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
-            }
-            Ok(Ok(0)) => Self::on_eof(slf),
-            Ok(Ok(n)) => base::protocol_outcome(
-                slf,
-                buffer_updated.call1((n,)).map(drop),
-                "Fatal error: protocol.buffer_updated() call failed.",
-            ),
+            Received::BufferFailed(err) => base::protocol_outcome(slf, Err(err), GET_BUFFER_FAILED),
+            Received::Delivered {
+                result, message, ..
+            } => base::protocol_outcome(slf, result, message),
         }
     }
 
@@ -358,35 +138,29 @@ impl StreamTransport {
         if this.base.is_lost(py) {
             return Ok(());
         }
-        let fd = this.base.fd();
-        let mut done = Vec::new();
-        let sent = this
-            .io
-            .with(py, |s| s.buffer.flush(Sink::Socket, fd, &mut done));
-        drop(done);
-        if let Err(e) = sent {
-            base::set_watching(slf, Direction::Write, false)?;
-            this.drop_queued(py);
-            let err = os_error(e);
-            let value = err.value(py).clone();
-            base::fatal_error(slf, err, "Fatal write error on socket transport")?;
-            if let Some(waiter) = this.empty_waiter(py) {
-                waiter.call_method1(py, intern!(py, "set_exception"), (value,))?;
+        match this.writing.flush(slf)? {
+            Flush::Pending => Ok(()),
+            Flush::Failed(e) => {
+                let err = os_error(e);
+                let value = err.value(py).clone();
+                base::fatal_error(slf, err, "Fatal write error on socket transport")?;
+                if let Some(waiter) = this.empty_waiter(py) {
+                    waiter.call_method1(py, intern!(py, "set_exception"), (value,))?;
+                }
+                Ok(())
             }
-            return Ok(());
-        }
-        base::maybe_resume_protocol(slf)?;
-        if this.queued(py) > 0 {
-            return Ok(());
-        }
-        base::set_watching(slf, Direction::Write, false)?;
-        if let Some(waiter) = this.empty_waiter(py) {
-            waiter.call_method1(py, intern!(py, "set_result"), (py.None(),))?;
-        }
-        match this.base.life(py, |l| l.flushed()) {
-            Flushed::LoseConnection => base::call_connection_lost(slf, py.None().into_bound(py)),
-            Flushed::ShutDownWrite => shutdown_write(fd),
-            Flushed::Nothing => Ok(()),
+            Flush::Drained => {
+                if let Some(waiter) = this.empty_waiter(py) {
+                    waiter.call_method1(py, intern!(py, "set_result"), (py.None(),))?;
+                }
+                match this.base.life(py, |l| l.flushed()) {
+                    Flushed::LoseConnection => {
+                        base::call_connection_lost(slf, py.None().into_bound(py))
+                    }
+                    Flushed::ShutDownWrite => shutdown_write(this.base.fd()),
+                    Flushed::Nothing => Ok(()),
+                }
+            }
         }
     }
 
@@ -414,15 +188,11 @@ impl StreamTransport {
         let py = loop_.py();
         let fd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         let extra = base::socket_extra(sock, extra)?;
-        let receiver = Receiver::for_protocol(protocol)?;
         Ok(StreamTransport {
             base: TransportBase::new(loop_, fd, sock, protocol, extra, server),
-            io: GilCell::new(StreamIo {
-                receiver: Some(receiver),
-                buffer: WriteBuffer::new(),
-                sizer: ReadSizer::default(),
-                empty_waiter: None,
-            }),
+            reading: Reading::new(protocol)?,
+            writing: Writing::new(Sink::Socket),
+            io: GilCell::new(StreamIo { empty_waiter: None }),
         })
     }
 
@@ -445,10 +215,7 @@ impl StreamTransport {
     pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
+        if !is_bytes_like(data) {
             return Err(PyTypeError::new_err(format!(
                 "data argument must be a bytes-like object, not {}",
                 data.get_type().name()?.repr()?
@@ -474,27 +241,10 @@ impl StreamTransport {
             }
             return Ok(());
         }
-        let mut sent = 0;
-        if this.queued(py) == 0 {
-            match with_bytes(data, |b| socket::send(this.base.fd(), b))? {
-                Ok(n) => sent = n,
-                Err(e) if would_block(&e) => {}
-                Err(e) => {
-                    return base::fatal_error(
-                        slf,
-                        os_error(e),
-                        "Fatal write error on socket transport",
-                    )
-                }
-            }
-            if sent == length {
-                return Ok(());
-            }
-            base::set_watching(slf, Direction::Write, true)?;
+        match this.writing.write(slf, data, length)? {
+            Ok(()) => Ok(()),
+            Err(e) => base::fatal_error(slf, os_error(e), "Fatal write error on socket transport"),
         }
-        let chunk = OutChunk::new(data, sent)?;
-        this.io.with(py, |s| s.buffer.push(chunk));
-        base::maybe_pause_protocol(slf)
     }
 
     /// Write an iterable of bytes-like objects.
@@ -527,10 +277,9 @@ impl StreamTransport {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
         let waiter = Loop::new_future(this.base.lp(py))?;
-        let empty = this.io.with(py, |s| {
-            s.empty_waiter = Some(waiter.clone().unbind());
-            s.buffer.is_empty()
-        });
+        this.io
+            .with(py, |s| s.empty_waiter = Some(waiter.clone().unbind()));
+        let empty = this.writing.is_empty(py);
         if empty {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
@@ -543,20 +292,14 @@ impl StreamTransport {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        let face = base::face(slf);
-        if face.is(slf) {
-            return Ok(base::describe(slf, "TransportCore"));
-        }
-        Ok(face.repr()?.to_string())
+        base::core_repr(slf, "TransportCore")
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.base.traverse(&visit)?;
+        self.reading.traverse(&visit)?;
         // SAFETY: tp_traverse runs with the GIL held.
         if let Some(s) = unsafe { self.io.peek_for_gc() } {
-            if let Some(receiver) = &s.receiver {
-                receiver.traverse(&visit)?;
-            }
             visit.call(&s.empty_waiter)?;
         }
         Ok(())
@@ -564,9 +307,8 @@ impl StreamTransport {
 
     fn __clear__(&self, py: Python<'_>) {
         self.base.clear(py);
-        let taken = self
-            .io
-            .with(py, |s| (s.receiver.take(), s.empty_waiter.take()));
+        self.reading.release(py);
+        let taken = self.io.with(py, |s| s.empty_waiter.take());
         drop(taken);
     }
 }
