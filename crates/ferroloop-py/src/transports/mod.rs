@@ -6,6 +6,11 @@
 //! and gets the shared Python methods with `transport_methods!`
 //! (`methods.rs`). Its Python face, a subclass of the matching `asyncio`
 //! transport class, lives in `python/ferroloop/_transports.py`.
+//!
+//! TLS (`tls/`) is not a transport kind of its own but a layer on one: the
+//! protocol of the transport below (a `NativeProtocol`, which a stream
+//! transport feeds without a Python call) and the core of the transport the
+//! application sees.
 
 pub mod base;
 #[macro_use]
