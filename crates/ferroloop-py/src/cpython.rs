@@ -92,6 +92,28 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }.map(Bound::unbind)
 }
 
+/// Runs `f` inside the `contextvars.Context` `context` (entered with
+/// `PyContext_Enter`, left with `PyContext_Exit` whatever `f` returns).
+pub fn in_context<R>(
+    py: Python<'_>,
+    context: &Bound<'_, PyAny>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let ctx = context.as_ptr();
+    // SAFETY: `ctx` is a live Context (made by `copy_context`); entering it
+    // is balanced by the exit below, on the same thread.
+    if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = f();
+    // SAFETY: balances the PyContext_Enter above.
+    if unsafe { ffi::PyContext_Exit(ctx) } < 0 {
+        let exit_error = PyErr::fetch(py);
+        return result.and(Err(exit_error));
+    }
+    result
+}
+
 /// Calls `callback(*args)` inside `context`, as `context.run(callback, *args)`
 /// does, but entering the context with `PyContext_Enter`/`PyContext_Exit`
 /// and passing the tuple's item array straight to vectorcall.

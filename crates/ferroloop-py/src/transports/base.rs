@@ -43,6 +43,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{PyClass, PyTraverseError};
 
 use crate::compat;
+use crate::cpython::{copy_context, in_context};
 use crate::errors::unless_interrupt;
 use crate::gil_cell::GilCell;
 use crate::loop_::Loop;
@@ -71,6 +72,13 @@ struct BaseState {
     /// Whether `connection_lost` is to be called on the protocol (asyncio's
     /// `_protocol_connected`).
     protocol_connected: bool,
+    /// The `contextvars` contexts the readiness callbacks run in, reading
+    /// and writing: copies of the context current when the transport
+    /// started watching that direction (as asyncio's `_add_reader` /
+    /// `_add_writer` handles capture it). The first read watch starts in a
+    /// callback scheduled when the transport is made, so reads see the
+    /// context the transport was created in.
+    contexts: [Option<Py<PyAny>>; 2],
 }
 
 /// A transport kind: a pyclass with a [`TransportBase`] and its own I/O.
@@ -139,6 +147,7 @@ impl TransportBase {
                 flow: FlowControl::default(),
                 life: Lifecycle::default(),
                 protocol_connected: true,
+                contexts: [None, None],
             }),
         }
     }
@@ -239,6 +248,9 @@ impl TransportBase {
             visit.call(&s.protocol)?;
             visit.call(&s.extra)?;
             visit.call(&s.server)?;
+            for context in &s.contexts {
+                visit.call(context)?;
+            }
         }
         Ok(())
     }
@@ -251,9 +263,17 @@ impl TransportBase {
                 s.protocol.take(),
                 s.extra.take(),
                 s.server.take(),
+                std::mem::take(&mut s.contexts),
             )
         });
         drop(taken);
+    }
+
+    /// The context the `dir` readiness callbacks run in.
+    fn context(&self, py: Python<'_>, dir: Direction) -> Option<Py<PyAny>> {
+        self.st.with(py, |s| {
+            s.contexts[dir as usize].as_ref().map(|c| c.clone_ref(py))
+        })
     }
 }
 
@@ -347,6 +367,11 @@ pub fn set_watching<T: Transport>(slf: &Bound<'_, T>, dir: Direction, on: bool) 
     }
     let lp = base.lp(py);
     if on {
+        let context = copy_context(py)?;
+        let old = base
+            .st
+            .with(py, |s| s.contexts[dir as usize].replace(context));
+        drop(old);
         Loop::watch(lp, base.fd, slf, dir)
     } else {
         Loop::unwatch(lp, base.fd, dir);
@@ -683,10 +708,17 @@ fn ready_method_name(dir: Direction) -> &'static str {
 }
 
 impl<T: Transport> Watcher for T {
+    /// Runs the kind's readiness callback in the context captured when the
+    /// direction started being watched.
     fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
+        let py = slf.py();
+        let run = || match dir {
             Direction::Read => T::on_readable(slf),
             Direction::Write => T::on_writable(slf),
+        };
+        match slf.get().base().context(py, dir) {
+            Some(context) => in_context(py, context.bind(py), run),
+            None => run(),
         }
     }
 
