@@ -187,17 +187,17 @@ class SSLProtocolTransport(transports.Transport):
     """The transport of a TLS connection, as asyncio's
     ``sslproto._SSLProtocolTransport``: its core is the TLS layer
     (``_core.SSLProtocol``, reachable as ``_ssl_protocol``), which is the
-    protocol of the transport below. ``write`` is the core's own method,
-    kept in a slot."""
+    protocol of the transport below. Closing a closed transport lets go of
+    the layer, as asyncio's does (which breaks the cycle through a protocol
+    that keeps its transport)."""
 
-    __slots__ = ("_loop", "_ssl_protocol", "write", "__weakref__")
+    __slots__ = ("_loop", "_ssl_protocol", "__weakref__")
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
 
     def __init__(self, loop, ssl_protocol):
         self._loop = loop
         self._ssl_protocol = ssl_protocol
-        self.write = ssl_protocol._app_write
         ssl_protocol._set_app_transport(self)
 
     @property
@@ -267,6 +267,11 @@ class SSLProtocolTransport(transports.Transport):
     @property
     def _protocol_paused(self):
         return self._ssl_protocol._app_writing_paused
+
+    def write(self, data):
+        """Write bytes-like ``data`` (encrypted and sent as soon as the
+        handshake allows)."""
+        self._ssl_protocol._app_write(data)
 
     def writelines(self, list_of_data):
         self._ssl_protocol._write_appdata(list_of_data)
