@@ -1,4 +1,5 @@
-//! Thin wrappers over the system calls the loop makes on sockets and pipes.
+//! Thin wrappers over the system calls the loop makes on sockets and pipes,
+//! and the socket addresses datagram calls take (`sockaddr`).
 //!
 //! Every wrapper follows one contract (as mio's `sys` layer does):
 //! - it takes raw descriptors and Rust slices, never Python objects;
@@ -18,6 +19,7 @@ use std::ffi::CStr;
 use std::io;
 
 pub mod pipe;
+pub mod sockaddr;
 pub mod socket;
 
 /// Turns a libc `int` return value into an `io::Result`, reading `errno` on
