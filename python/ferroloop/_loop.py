@@ -7,7 +7,7 @@ error paths and is clearer in Python: ``run_until_complete``, the exception
 handler, executors, ``shutdown_asyncgens`` and signal handlers. The
 functions the native code calls for debug mode and error reports are in
 ``_hooks``; the networking methods come from the mixins of ``_connect``,
-``_server``, ``_sock``, ``_sendfile`` and ``_dns``.
+``_server``, ``_datagram``, ``_sock``, ``_sendfile`` and ``_dns``.
 
 Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
 running Python version; differences are documented where they exist.
@@ -26,6 +26,7 @@ from asyncio import coroutines, events, futures, tasks
 
 from . import _compat, _core
 from ._connect import ConnectMixin
+from ._datagram import DatagramMixin
 from ._dns import DnsMixin
 from ._hooks import _check_callback, _set_result_unless_cancelled, logger
 from ._sendfile import SendfileMixin
@@ -93,6 +94,7 @@ def _noop_signal_handler(signum, frame):
 class Loop(
     _core.Loop,
     ConnectMixin,
+    DatagramMixin,
     ServerMixin,
     SockMixin,
     SendfileMixin,
@@ -482,7 +484,6 @@ def _not_implemented(name):
 
 for _name in (
     "start_tls",
-    "create_datagram_endpoint",
     "connect_read_pipe",
     "connect_write_pipe",
     "subprocess_shell",

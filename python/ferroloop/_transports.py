@@ -1,8 +1,12 @@
-"""The Python face of stream transports.
+"""The Python faces of the native transports.
 
 ``SocketTransport`` is what protocols see for TCP and Unix stream
 connections: a real ``asyncio.Transport`` whose work is done by its native
 core, ``_core.TransportCore`` (reads, writes, flow control, closing).
+``DatagramTransport`` is the same for UDP and Unix datagram endpoints: a
+real ``asyncio.DatagramTransport`` over ``_core.DatagramTransportCore``.
+What both faces share (closing, flow control, the protocol, asyncio's
+private attributes) is ``_Face``.
 """
 
 import warnings
@@ -11,39 +15,18 @@ from asyncio import constants, transports
 
 from . import _core
 
-__all__ = ("SocketTransport",)
+__all__ = ("SocketTransport", "DatagramTransport")
 
 
-class SocketTransport(transports.Transport):
-    """The stream transport of TCP and Unix sockets.
+class _Face:
+    """The methods every face delegates to its native core, ``_core``.
 
-    A real ``asyncio.Transport``; the work is done by its native core
-    (``_core.TransportCore``), to which every method delegates. The methods
-    called per message (``write``, ``writelines``, ``is_closing``,
-    ``pause_reading``, ``resume_reading``) are the core's own bound methods,
-    kept in slots, so that calling them runs no Python frame.
-    """
+    A mixin without state of its own (``__slots__ = ()``), placed before the
+    ``asyncio`` transport class so that these take precedence over its
+    abstract methods."""
 
-    __slots__ = (
-        "_core",
-        "write",
-        "writelines",
-        "is_closing",
-        "pause_reading",
-        "resume_reading",
-        "__weakref__",
-    )
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-
-    def __init__(self, loop, sock, protocol, extra=None, server=None):
-        core = _core.TransportCore(loop, sock, protocol, extra, server)
-        self._core = core
-        self._extra = core._extra
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
-        self.pause_reading = core.pause_reading
-        self.resume_reading = core.resume_reading
+    __slots__ = ()
+    _core: "_core.TransportCore | _core.DatagramTransportCore"
 
     def __repr__(self):
         return self._core._describe(type(self).__name__)
@@ -54,12 +37,6 @@ class SocketTransport(transports.Transport):
         if sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             sock.close()
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
 
     def close(self):
         self._core.close()
@@ -115,11 +92,82 @@ class SocketTransport(transports.Transport):
     def _protocol_paused(self):
         return self._core._protocol_paused
 
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+
+class SocketTransport(_Face, transports.Transport):
+    """The stream transport of TCP and Unix sockets.
+
+    A real ``asyncio.Transport``; the work is done by its native core
+    (``_core.TransportCore``), to which every method delegates. The methods
+    called per message (``write``, ``writelines``, ``is_closing``,
+    ``pause_reading``, ``resume_reading``) are the core's own bound methods,
+    kept in slots, so that calling them runs no Python frame.
+    """
+
+    __slots__ = (
+        "_core",
+        "write",
+        "writelines",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+        "__weakref__",
+    )
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, loop, sock, protocol, extra=None, server=None):
+        core = _core.TransportCore(loop, sock, protocol, extra, server)
+        self._core = core
+        self._extra = core._extra
+        self.write = core.write
+        self.writelines = core.writelines
+        self.is_closing = core.is_closing
+        self.pause_reading = core.pause_reading
+        self.resume_reading = core.resume_reading
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
 
     def _reset_empty_waiter(self):
         self._core._reset_empty_waiter()
 
-    def _force_close(self, exc):
-        self._core._force_close(exc)
+
+class DatagramTransport(_Face, transports.Transport, transports.DatagramTransport):
+    """The datagram transport of UDP and Unix datagram sockets.
+
+    A real ``asyncio.DatagramTransport`` over ``_core.DatagramTransportCore``,
+    and an ``asyncio.Transport`` as asyncio's own datagram transport is (its
+    stream methods, ``write`` and the like, raise ``NotImplementedError``).
+    ``sendto`` and ``is_closing`` are the core's own bound methods, kept in
+    slots. As asyncio's, it also has ``pause_reading``, ``resume_reading``
+    and ``is_reading``; ``loop.sendfile`` refuses it."""
+
+    __slots__ = (
+        "_core",
+        "sendto",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+        "__weakref__",
+    )
+
+    def __init__(self, loop, sock, protocol, address=None, extra=None):
+        core = _core.DatagramTransportCore(loop, sock, protocol, address, extra)
+        self._core = core
+        self._extra = core._extra
+        self.sendto = core.sendto
+        self.is_closing = core.is_closing
+        self.pause_reading = core.pause_reading
+        self.resume_reading = core.resume_reading
+
+    @property
+    def _address(self):
+        return self._core._address

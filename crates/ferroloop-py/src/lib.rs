@@ -12,7 +12,8 @@
 //! Each module uses only modules of the layers below it (and its own
 //! layer's siblings where stated); nothing imports upward:
 //! 1. `cpython` (every reach into CPython/PyO3 internals), `gil_cell`,
-//!    `errors`, `buffer`, `py_refs`, `compat` — no loop concepts.
+//!    `errors`, `buffer`, `py_refs`, `compat`, `sockaddr` — no loop
+//!    concepts.
 //! 2. `handles` — `Handle`/`TimerHandle`; they see their loop only through
 //!    the `LoopLink` they share with it.
 //! 3. `source` — the one dispatch point: what a ready descriptor runs
@@ -41,6 +42,7 @@ mod handles;
 mod loop_;
 mod py_refs;
 mod sock;
+mod sockaddr;
 mod source;
 mod transports;
 
@@ -51,6 +53,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     loop_::register(m)?;
     m.add_class::<sock::SockWaiter>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

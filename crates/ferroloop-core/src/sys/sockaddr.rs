@@ -54,6 +54,31 @@ pub enum AddrView<'a> {
     Other(libc::c_int),
 }
 
+/// The address families the datagram calls convert natively.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `AF_INET`.
+    V4,
+    /// `AF_INET6`.
+    V6,
+    /// `AF_UNIX`.
+    Unix,
+    /// Any other family (raw value).
+    Other(libc::c_int),
+}
+
+impl Family {
+    /// The family of a raw `AF_*` value (a Python socket's `family`).
+    pub fn from_raw(family: libc::c_int) -> Self {
+        match family {
+            libc::AF_INET => Family::V4,
+            libc::AF_INET6 => Family::V6,
+            libc::AF_UNIX => Family::Unix,
+            other => Family::Other(other),
+        }
+    }
+}
+
 /// The offset of `sun_path` in `sockaddr_un` (the family field before it).
 const SUN_PATH_OFFSET: usize = mem::size_of::<libc::sa_family_t>();
 

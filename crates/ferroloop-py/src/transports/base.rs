@@ -533,6 +533,16 @@ pub fn set_write_buffer_limits<T: Transport>(
     maybe_pause_protocol(slf)
 }
 
+/// Starts watching for readable events, unless reading was paused or the
+/// transport closed meanwhile (scheduled by `start`, after
+/// `connection_made`).
+pub fn start_reading<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    if slf.get().base().life(slf.py(), |l| l.is_reading()) {
+        set_watching(slf, Direction::Read, true)?;
+    }
+    Ok(())
+}
+
 /// `pause_reading()`.
 pub fn pause_reading<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
     let py = slf.py();
@@ -604,6 +614,10 @@ macro_rules! transport_methods {
                 waiter: Option<pyo3::Bound<'_, pyo3::PyAny>>,
             ) -> pyo3::PyResult<()> {
                 $crate::transports::base::start(slf, face, waiter)
+            }
+
+            fn _start_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transports::base::start_reading(slf)
             }
 
             /// Close after flushing buffered data; `connection_lost(None)`

@@ -8,4 +8,5 @@
 
 #[macro_use]
 pub mod base;
+pub mod datagram;
 pub mod stream;
