@@ -201,7 +201,15 @@ fn connected_send_errors_keep_errno() {
 
 #[test]
 fn address_texts_are_the_c_library_ones() {
-    assert_eq!(ipv4_text([127, 0, 0, 1]), "127.0.0.1");
+    let mut buf = [0; 15];
+    assert_eq!(ipv4_text([127, 0, 0, 1], &mut buf), "127.0.0.1");
+    assert_eq!(ipv4_text([255, 255, 255, 255], &mut buf), "255.255.255.255");
+    assert_eq!(ipv4_text([0, 10, 100, 9], &mut buf), "0.10.100.9");
+    for a in [0_u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+        let ip = [a, 255 - a, a / 2, 7];
+        let expected = std::net::Ipv4Addr::from(ip).to_string();
+        assert_eq!(ipv4_text(ip, &mut buf), expected);
+    }
     let mut ip = [0u8; 16];
     ip[15] = 1;
     assert_eq!(ipv6_text(ip).unwrap(), "::1");

@@ -15,9 +15,8 @@
 //! address to the socket object's own `sendto`, which resolves it or raises
 //! exactly as it does under asyncio.
 //!
-//! [`AddrCache`] keeps the last few received addresses with their objects:
-//! a peer that sends many datagrams gets one object, built once, and sending
-//! back to that very object (an echo, a reply) needs no conversion at all.
+//! [`AddrCache`] keeps recently received addresses with their objects: a
+//! peer that sends many datagrams gets one object, built once.
 
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -35,7 +34,12 @@ use crate::errors::os_error;
 pub fn to_python<'py>(py: Python<'py>, addr: &SockAddr) -> PyResult<Bound<'py, PyAny>> {
     Ok(match addr.view() {
         AddrView::Unnamed => py.None().into_bound(py),
-        AddrView::V4 { ip, port } => (ipv4_text(ip), port).into_pyobject(py)?.into_any(),
+        AddrView::V4 { ip, port } => {
+            let mut buf = [0; 15];
+            (ipv4_text(ip, &mut buf), port)
+                .into_pyobject(py)?
+                .into_any()
+        }
         AddrView::V6 {
             ip,
             port,
@@ -122,24 +126,40 @@ fn encode_fs<'py>(s: &Bound<'py, PyString>) -> Option<Bound<'py, PyBytes>> {
     encoded.ok()?.cast_into::<PyBytes>().ok()
 }
 
-/// How many received addresses an [`AddrCache`] remembers.
-const CACHED: usize = 8;
+/// How many received addresses an [`AddrCache`] remembers (a power of two).
+const CACHED: usize = 64;
 
-/// The last few received addresses and their Python objects.
+/// Recently received addresses and their Python objects, in a
+/// direct-mapped table indexed by a hash of the address (allocated on
+/// first use): a hit costs one hash and one comparison, and a few dozen
+/// peers sending in turn do not evict each other.
 #[derive(Default)]
 pub struct AddrCache {
-    entries: Vec<(SockAddr, Py<PyAny>)>,
-    /// The entry replaced next once the cache is full.
-    next: usize,
+    slots: Option<Box<[Slot]>>,
+}
+
+/// An address and its object, or nothing.
+type Slot = Option<(SockAddr, Py<PyAny>)>;
+
+/// The slot of an address: its bytes in use, folded eight at a time with a
+/// multiplicative hash; the top bits pick the slot.
+fn slot_of(addr: &SockAddr) -> usize {
+    let mut hash = 0_u64;
+    for chunk in addr.as_bytes().chunks(8) {
+        let mut word = [0_u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash ^ u64::from_ne_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    (hash >> (64 - CACHED.trailing_zeros())) as usize
 }
 
 impl AddrCache {
     /// The cached object of a received address.
     pub fn find(&self, py: Python<'_>, addr: &SockAddr) -> Option<Py<PyAny>> {
-        self.entries
-            .iter()
-            .find(|(a, _)| a == addr)
-            .map(|(_, obj)| obj.clone_ref(py))
+        match &self.slots.as_ref()?[slot_of(addr)] {
+            Some((a, obj)) if a == addr => Some(obj.clone_ref(py)),
+            _ => None,
+        }
     }
 
     /// Remembers the object made for a received address; returns the one it
@@ -148,31 +168,34 @@ impl AddrCache {
         if addr.is_empty() {
             return Some(obj);
         }
-        if self.entries.len() < CACHED {
-            self.entries.push((addr, obj));
-            return None;
-        }
-        let (_, old) = std::mem::replace(&mut self.entries[self.next], (addr, obj));
-        self.next = (self.next + 1) % CACHED;
-        Some(old)
-    }
-
-    /// The address of an object this cache made (by identity).
-    pub fn address_of(&self, obj: &Bound<'_, PyAny>) -> Option<SockAddr> {
-        self.entries
-            .iter()
-            .find(|(_, o)| o.as_ptr() == obj.as_ptr())
-            .map(|(a, _)| *a)
+        let slots = self
+            .slots
+            .get_or_insert_with(|| (0..CACHED).map(|_| None).collect());
+        slots[slot_of(&addr)]
+            .replace((addr, obj))
+            .map(|(_, old)| old)
     }
 
     /// Visits the cached objects.
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.entries.iter().try_for_each(|(_, obj)| visit.call(obj))
+        self.slots
+            .iter()
+            .flat_map(|slots| slots.iter().flatten())
+            .try_for_each(|(_, obj)| visit.call(obj))
     }
 
     /// Forgets everything; returns the objects to drop.
     pub fn clear(&mut self) -> Vec<Py<PyAny>> {
-        self.next = 0;
-        self.entries.drain(..).map(|(_, obj)| obj).collect()
+        self.slots
+            .take()
+            .map(|slots| {
+                slots
+                    .into_vec()
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, obj)| obj)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

@@ -240,9 +240,30 @@ impl std::fmt::Debug for SockAddr {
     }
 }
 
-/// The text of an IPv4 address, as `inet_ntop` (and Python) write it.
-pub fn ipv4_text(ip: [u8; 4]) -> String {
-    std::net::Ipv4Addr::from(ip).to_string()
+/// The text of an IPv4 address, as `inet_ntop` (and Python) write it, in
+/// `buf`; returns the part written (at most 15 bytes, ASCII).
+pub fn ipv4_text(ip: [u8; 4], buf: &mut [u8; 15]) -> &str {
+    let mut len = 0;
+    for (i, octet) in ip.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
+        for d in &digits[skip..] {
+            buf[len] = b'0' + d;
+            len += 1;
+        }
+    }
+    // Only ASCII digits and dots were written.
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 extern "C" {

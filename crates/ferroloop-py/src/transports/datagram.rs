@@ -25,8 +25,7 @@
 //! socket is written with `send`, any other with `sendto`.
 //!
 //! Addresses: received ones become Python objects natively (`sockaddr.rs`,
-//! with a small cache, so a reply to the object just received converts
-//! nothing). A destination is converted natively when it is a numeric
+//! with a cache of recent peers' objects). A destination is converted natively when it is a numeric
 //! address the conversion is sure of; anything else goes through the Python
 //! socket's own `sendto`, which resolves it or raises exactly as under
 //! asyncio (errors other than `OSError` are then fatal, as in asyncio).
@@ -366,15 +365,11 @@ impl DatagramTransport {
                 Dest::Python(py.None())
             };
         };
-        let (connected, family, cached) = self.io.with(py, |s| {
-            (s.connected, s.family, s.addresses.address_of(&addr))
-        });
+        let (connected, family) = self.io.with(py, |s| (s.connected, s.family));
         if connected {
             return Dest::Peer;
         }
-        cached
-            .or_else(|| from_python(family, &addr))
-            .map_or_else(|| Dest::Python(addr.unbind()), Dest::Native)
+        from_python(family, &addr).map_or_else(|| Dest::Python(addr.unbind()), Dest::Native)
     }
 }
 
