@@ -337,12 +337,15 @@ def test_close_flushes_the_queue_then_loses_the_connection(loop, tmp_path):
     loop.run_until_complete(main())
 
 
-def test_abort_drops_the_queue(loop, tmp_path):
+def test_abort_drops_the_queue(loop, loop_kind, tmp_path):
     async def main():
         receiver, t, p = await _fill_unix_queue(loop, tmp_path, 100)
-        assert t.get_write_buffer_size() > 0
+        queued = t.get_write_buffer_size()
+        assert queued > 0
         t.abort()
         assert await p.lost is None
+        # asyncio keeps counting what it dropped (a deliberate difference).
+        assert t.get_write_buffer_size() == (0 if loop_kind == "ferroloop" else queued)
         got = []
         while True:
             try:
@@ -581,6 +584,64 @@ def test_writes_after_the_connection_is_lost_warn_eventually(loop, caplog):
         assert [r.getMessage() for r in caplog.records] == ["socket.send() raised exception."] * 2
         st.close()
         await sp.lost
+
+    loop.run_until_complete(main())
+
+
+def test_unconnected_sendto_after_abort(loop, loop_kind, caplog):
+    """asyncio still sends on an aborted unconnected endpoint until
+    connection_lost runs, then raises AttributeError; ferroloop drops the
+    datagrams, as on a connected one (a deliberate difference)."""
+
+    async def main():
+        st, sp = await endpoint(loop, local_addr=("127.0.0.1", 0))
+        ct, cp = await endpoint(loop, local_addr=("127.0.0.1", 0))
+        ct.abort()
+        ct.sendto(b"after abort", st.get_extra_info("sockname"))
+        await cp.lost
+        if loop_kind == "ferroloop":
+            with caplog.at_level("WARNING", logger="asyncio"):
+                for _ in range(5):
+                    ct.sendto(b"x", st.get_extra_info("sockname"))
+            # The sixth and seventh sends after the abort warn, as asyncio's
+            # writes to a lost connection do.
+            assert [r.getMessage() for r in caplog.records] == ["socket.send() raised exception."] * 2
+            await asyncio.sleep(0.01)
+            assert sp.datagrams == []
+        else:
+            with pytest.raises(AttributeError):
+                ct.sendto(b"x", st.get_extra_info("sockname"))
+            await sp.until(lambda: sp.datagrams)
+            assert sp.datagrams[0][0] == b"after abort"
+        st.close()
+        await sp.lost
+
+    loop.run_until_complete(main())
+
+
+def test_datagrams_delivered_per_turn(loop, loop_kind):
+    """ferroloop delivers a readable socket's datagrams in batches (a
+    deliberate difference); asyncio delivers one per turn."""
+
+    class Marking(Collector):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            self.events.append(data)
+            self.loop.call_soon(self.events.append, "turn")
+
+    async def main():
+        t, p = await loop.create_datagram_endpoint(lambda: Marking(loop), local_addr=("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(3):
+                s.sendto(bytes([i]), t.get_extra_info("sockname"))
+            await p.until(lambda: len(p.datagrams) == 3)
+            await asyncio.sleep(0)
+        if loop_kind == "ferroloop":
+            assert p.events[1:] == [b"\0", b"\1", b"\2", "turn", "turn", "turn"]
+        else:
+            assert p.events[1:] == [b"\0", "turn", b"\1", "turn", b"\2", "turn"]
+        t.close()
+        await p.lost
 
     loop.run_until_complete(main())
 
