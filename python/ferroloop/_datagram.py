@@ -9,24 +9,14 @@ socket paths. The datagrams go through the native transport core
 (``DatagramTransport``).
 """
 
-import os
 import socket
-import stat
 
 from . import _compat
 from ._hooks import logger
+from ._server import remove_stale_unix_socket, set_reuseport
 from ._transports import DatagramTransport
 
 __all__ = ("DatagramMixin",)
-
-
-def _set_reuseport(sock):
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ValueError("reuse_port not supported by socket module")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.")
 
 
 def _check_given_socket(sock, modifiers):
@@ -40,21 +30,6 @@ def _check_given_socket(sock, modifiers):
         # Name the offending keyword arguments, as asyncio does.
         problems = ", ".join(f"{name}={value}" for name, value in modifiers.items() if value)
         raise ValueError(f"socket modifier keyword arguments can not be used when sock is specified. ({problems})")
-
-
-def _remove_stale_unix_socket(path):
-    """Remove the socket file a previous endpoint left at ``path``
-    (abstract names, starting with a NUL, have no file)."""
-    if path[0] in (0, "\x00"):
-        return
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        # The directory may allow creating the socket but not this check.
-        logger().error("Unable to check or remove stale UNIX socket %r: %r", path, err)
 
 
 class DatagramMixin:
@@ -135,7 +110,7 @@ class DatagramMixin:
                 if addr is not None and not isinstance(addr, str):
                     raise TypeError("string is expected")
             if local_addr:
-                _remove_stale_unix_socket(local_addr)
+                remove_stale_unix_socket(local_addr)
             return [((family, proto), (local_addr, remote_addr))]
 
         # Addresses joined by (family, protocol), in the order found.
@@ -172,7 +147,7 @@ class DatagramMixin:
             try:
                 sock = socket.socket(family=family, type=socket.SOCK_DGRAM, proto=proto)
                 if reuse_port:
-                    _set_reuseport(sock)
+                    set_reuseport(sock)
                 if allow_broadcast:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
                 sock.setblocking(False)

@@ -37,15 +37,16 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::{PyDict, PyTuple};
-use pyo3::PyTraverseError;
+use pyo3::{PyClass, PyTraverseError};
 
 use crate::compat;
 use crate::errors::unless_interrupt;
 use crate::gil_cell::GilCell;
 use crate::loop_::Loop;
 use crate::py_refs;
-use crate::source::{Direction, Watcher};
+use crate::source::Direction;
 
 /// The state every transport kind shares.
 pub struct TransportBase {
@@ -72,7 +73,16 @@ struct BaseState {
 }
 
 /// A transport kind: a pyclass with a [`TransportBase`] and its own I/O.
-pub trait Transport: Watcher {
+/// Every kind is a [`Watcher`] (the loop calls its `read_ready` and
+/// `write_ready`), with the same reports.
+pub trait Transport: PyClass<Frozen = True> + Sync {
+    /// asyncio's name of the kind's write-ready callback (`_write_ready`,
+    /// `_sendto_ready`), used in reports.
+    const WRITE_READY: &'static str;
+    /// The descriptor is readable.
+    fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()>;
+    /// The descriptor is writable.
+    fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()>;
     /// The shared state.
     fn base(&self) -> &TransportBase;
     /// Bytes queued for sending (what flow control counts).

@@ -53,7 +53,7 @@ use crate::gil_cell::GilCell;
 use crate::loop_::{Loop, READ_BUFFER_SIZE};
 use crate::py_refs;
 use crate::sockaddr::{from_python, to_python, AddrCache};
-use crate::source::{Direction, Watcher};
+use crate::source::Direction;
 
 /// At most this many datagrams are received per readiness event.
 pub const READ_BATCH: usize = 32;
@@ -107,45 +107,17 @@ pub struct DatagramTransport {
     io: GilCell<DatagramIo>,
 }
 
-impl Watcher for DatagramTransport {
-    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
-            Direction::Read => Self::read_ready(slf),
-            Direction::Write => Self::write_ready(slf),
-        }
-    }
-
-    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        py_refs::report_transport_error(py)?.call1((
-            base::face(slf),
-            method_name(dir),
-            err.into_value(py),
-        ))?;
-        Ok(())
-    }
-
-    const TIMED: bool = true;
-
-    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
-        py_refs::log_slow_transport(slf.py())?.call1((
-            base::face(slf),
-            method_name(dir),
-            seconds,
-        ))?;
-        Ok(())
-    }
-}
-
-/// The asyncio method a readiness direction stands for (in reports).
-fn method_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Read => "_read_ready",
-        Direction::Write => "_sendto_ready",
-    }
-}
-
 impl Transport for DatagramTransport {
+    const WRITE_READY: &'static str = "_sendto_ready";
+
+    fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::read_ready(slf)
+    }
+
+    fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::write_ready(slf)
+    }
+
     fn base(&self) -> &TransportBase {
         &self.base
     }

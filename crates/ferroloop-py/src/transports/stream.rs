@@ -34,7 +34,7 @@ use crate::errors::{os_error, unless_interrupt};
 use crate::gil_cell::GilCell;
 use crate::loop_::{Loop, READ_BUFFER_SIZE};
 use crate::py_refs;
-use crate::source::{Direction, Watcher};
+use crate::source::Direction;
 
 /// How received data reaches the protocol.
 enum Receiver {
@@ -105,37 +105,17 @@ pub struct StreamTransport {
     io: GilCell<StreamIo>,
 }
 
-impl Watcher for StreamTransport {
-    fn ready(slf: &Bound<'_, Self>, dir: Direction) -> PyResult<()> {
-        match dir {
-            Direction::Read => Self::read_ready(slf),
-            Direction::Write => Self::write_ready(slf),
-        }
-    }
-
-    fn report(slf: &Bound<'_, Self>, dir: Direction, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        py_refs::report_transport_error(py)?.call1((slf, method_name(dir), err.into_value(py)))?;
-        Ok(())
-    }
-
-    const TIMED: bool = true;
-
-    fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
-        py_refs::log_slow_transport(slf.py())?.call1((slf, method_name(dir), seconds))?;
-        Ok(())
-    }
-}
-
-/// The asyncio method a readiness direction stands for (in reports).
-fn method_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Read => "_read_ready",
-        Direction::Write => "_write_ready",
-    }
-}
-
 impl Transport for StreamTransport {
+    const WRITE_READY: &'static str = "_write_ready";
+
+    fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::read_ready(slf)
+    }
+
+    fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::write_ready(slf)
+    }
+
     fn base(&self) -> &TransportBase {
         &self.base
     }
