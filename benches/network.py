@@ -6,8 +6,9 @@ and an HTTP/1.1 keep-alive server under wrk.
     python benches/network.py --markdown
 
 Every server (ferroloop, stdlib asyncio, uvloop, rloop and, on the Protocol
-rows, a plain Rust echo server on the same epoll layer as the ceiling) runs
-in its own process, one after the other in a shuffled order per repeat.
+and UDP rows, a plain Rust echo server on the same epoll layer as the
+ceiling) runs in its own process, one after the other in a shuffled order
+per repeat.
 The load generator (`echo-load`, Rust, 10 connections, one message in flight
 per connection; `udp-load` for the UDP rows, 10 clients with one datagram in
 flight each) runs in another process. The figures are messages (or HTTP
@@ -109,7 +110,7 @@ def measure(server, mode, transport, size, seconds, tmpdir):
     else:
         address = f"127.0.0.1:{free_port()}"
     if server == "rust":
-        cmd = [str(RUST_SERVER), address]
+        cmd = [str(RUST_SERVER), f"udp:{address}" if transport == "udp" else address]
     else:
         cmd = [sys.executable, str(HERE / "echo_server.py"), server, mode, address]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -183,7 +184,7 @@ def main():
     results = []
     with tempfile.TemporaryDirectory() as tmpdir:
         for name, mode, transport, size in rows:
-            servers = loops + (["rust"] if mode == "protocol" else [])
+            servers = loops + (["rust"] if mode in ("protocol", "datagram") else [])
             runs = {s: [] for s in servers}
             for _ in range(args.repeat):
                 order = list(servers)
