@@ -204,6 +204,50 @@ def test_ipv6_addresses_have_four_fields(loop):
     loop.run_until_complete(main())
 
 
+def link_local_address():
+    """A link-local IPv6 address of this host and its interface index."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[0].startswith("fe80"):
+            text = ":".join(fields[0][i : i + 4] for i in range(0, 32, 4))
+            return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text)), int(fields[1], 16)
+    return None
+
+
+def test_ipv6_flowinfo_and_scope_reach_the_kernel(loop):
+    """Four-field addresses are passed on whole: a link-local destination
+    needs its scope, and the sender's scope comes back in the address."""
+    found = link_local_address() if has_ipv6() else None
+    if found is None:
+        pytest.skip("no link-local IPv6 address")
+    host, index = found
+
+    async def main():
+        st, sp = await endpoint(loop, local_addr=("::", 0))
+        port = st.get_extra_info("sockname")[1]
+        # local_addr takes (host, port) only: a scoped bind needs sock=.
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind((host, 0, 0, index))
+        ct, cp = await endpoint(loop, sock=sock)
+        ct.sendto(b"scoped", (host, port, 0, index))
+        await sp.until(lambda: sp.datagrams)
+        assert sp.datagrams[0] == (b"scoped", (host, ct.get_extra_info("sockname")[1], 0, index))
+        ft, fp = await endpoint(loop, local_addr=("::1", 0))
+        ft.sendto(b"flow", ("::1", port, 1, 0))
+        await sp.until(lambda: len(sp.datagrams) == 2)
+        assert sp.datagrams[1] == (b"flow", ft.get_extra_info("sockname"))
+        for t, p in ((ct, cp), (ft, fp), (st, sp)):
+            t.close()
+            await p.lost
+
+    loop.run_until_complete(main())
+
+
 def test_unix_abstract_names_and_unnamed_peers(loop, tmp_path):
     name = f"\0ferroloop-test-{os.getpid()}-{id(loop)}"
 
