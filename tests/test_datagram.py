@@ -550,6 +550,28 @@ def test_set_protocol_switches_the_receiver(loop):
     loop.run_until_complete(main())
 
 
+def test_set_protocol_inside_datagram_received_takes_the_next_datagram(loop):
+    second = Collector(loop)
+
+    class Handing(Collector):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            self.transport.set_protocol(second)
+
+    async def main():
+        t, first = await loop.create_datagram_endpoint(lambda: Handing(loop), local_addr=("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(3):
+                s.sendto(bytes([i]), t.get_extra_info("sockname"))
+            await second.until(lambda: len(second.datagrams) == 2)
+        assert [d for d, _ in first.datagrams] == [b"\0"]
+        assert [d for d, _ in second.datagrams] == [b"\1", b"\2"]
+        t.close()
+        await second.lost
+
+    loop.run_until_complete(main())
+
+
 def test_exceptions_in_protocol_callbacks_are_reported_and_keep_the_transport(loop):
     """As asyncio's datagram transport: an exception from datagram_received
     escapes the read callback, which the loop reports; the transport stays

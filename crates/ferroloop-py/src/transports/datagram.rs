@@ -189,15 +189,15 @@ impl DatagramTransport {
         if this.base.is_lost(py) {
             return Ok(());
         }
-        let Some((received, error_received)) = this.receivers(py) else {
-            return Ok(());
-        };
-        let (received, error_received) = (received.bind(py), error_received.bind(py));
         if matches!(this.io.with(py, |s| s.family), Family::Other(_)) {
-            return Self::read_through_python(slf, received, error_received);
+            return Self::read_through_python(slf);
         }
         let fd = this.base.fd();
         for _ in 0..READ_BATCH {
+            // Looked up per datagram: the protocol may be replaced meanwhile.
+            let Some((received, error_received)) = this.receivers(py) else {
+                return Ok(());
+            };
             let mut from = SockAddr::empty();
             let got = {
                 let mut buf = this.base.lp(py).get().read_buffer(py);
@@ -206,12 +206,12 @@ impl DatagramTransport {
             match got {
                 Err(e) if would_block(&e) => return Ok(()),
                 Err(e) => {
-                    error_received.call1((os_error(e).into_value(py),))?;
+                    error_received.call1(py, (os_error(e).into_value(py),))?;
                     return Ok(());
                 }
                 Ok(data) => {
                     let addr = this.address_object(py, &from)?;
-                    received.call1((data, addr))?;
+                    received.call1(py, (data, addr))?;
                 }
             }
             if !this.still_reading(py) {
@@ -236,23 +236,21 @@ impl DatagramTransport {
 
     /// One datagram through the Python socket's `recvfrom` (a family the
     /// native conversion does not know).
-    fn read_through_python(
-        slf: &Bound<'_, Self>,
-        received: &Bound<'_, PyAny>,
-        error_received: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    fn read_through_python(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let Some(file) = slf.get().base.file(py) else {
+        let (Some(file), Some((received, error_received))) =
+            (slf.get().base.file(py), slf.get().receivers(py))
+        else {
             return Ok(());
         };
         match file.call_method1(py, intern!(py, "recvfrom"), (READ_BUFFER_SIZE,)) {
             Ok(pair) => {
                 let (data, addr): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract(py)?;
-                received.call1((data, addr)).map(drop)
+                received.call1(py, (data, addr)).map(drop)
             }
             Err(err) if python_would_block(py, &err) => Ok(()),
             Err(err) if err.is_instance_of::<PyOSError>(py) => {
-                error_received.call1((err.into_value(py),)).map(drop)
+                error_received.call1(py, (err.into_value(py),)).map(drop)
             }
             Err(err) if is_interrupt(py, &err) => Err(err),
             Err(err) => base::fatal_error(slf, err, FATAL_READ),
