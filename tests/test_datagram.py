@@ -784,18 +784,3 @@ def test_sendto_argument_errors(loop):
         await sp.lost
 
     loop.run_until_complete(main())
-
-
-def test_sendfile_is_refused(loop, tmp_path):
-    path = tmp_path / "f"
-    path.write_bytes(b"data")
-
-    async def main():
-        t, p = await endpoint(loop, family=socket.AF_INET)
-        with open(path, "rb") as f:
-            with pytest.raises(RuntimeError, match="not supported"):
-                await loop.sendfile(t, f)
-        t.close()
-        await p.lost
-
-    loop.run_until_complete(main())
