@@ -25,12 +25,17 @@
 //! socket is written with `send`, any other with `sendto`.
 //!
 //! Addresses: received ones become Python objects natively (`sockaddr.rs`,
-//! with a cache of recent peers' objects). A destination is converted natively when it is a numeric
-//! address the conversion is sure of; anything else goes through the Python
-//! socket's own `sendto`, which resolves it or raises exactly as under
-//! asyncio (errors other than `OSError` are then fatal, as in asyncio).
-//! Sockets of other families (`AF_PACKET`, ...) are read and written
-//! through the Python socket object.
+//! with a cache of recent peers' objects). A destination is converted
+//! natively when it is a numeric address the conversion is sure of;
+//! anything else goes through the Python socket's own `sendto`, which
+//! resolves it or raises exactly as under asyncio (errors other than
+//! `OSError` are then fatal, as in asyncio). Sockets of other families
+//! (`AF_PACKET`, ...) are read and written through the Python socket
+//! object.
+//!
+//! `recvmmsg`/`sendmmsg` are not used: measured, they did not lower the
+//! CPU per datagram (README, Performance), and `sendmmsg` would hold
+//! replies back where asyncio sends them in `sendto`.
 
 use ferroloop_core::io::datagram_queue::DatagramQueue;
 use ferroloop_core::sys::sockaddr::{Family, SockAddr};
