@@ -4,11 +4,12 @@ LOOP is ferroloop, asyncio, uvloop, rloop, or baseline (ferroloop built from
 another commit by ``benches/build-baseline``, found in the directory named by
 ``$FERROLOOP_BASELINE``); MODE is protocol (an echo
 ``asyncio.Protocol``), streams (``asyncio.start_server`` reader/writer echo),
-sock (``loop.sock_*`` echo) or http (an HTTP/1.1 keep-alive server on
-httptools); ADDRESS is ``host:port`` or ``unix:/path``. Prints ``ready`` once
-listening and serves until it receives SIGTERM or SIGINT. An ADDRESS of
-``tls:host:port`` serves over TLS, with the certificate chain and key in
-the PEM file named by ``$FERROLOOP_BENCH_CERT``.
+sock (``loop.sock_*`` echo), http (an HTTP/1.1 keep-alive server on
+httptools) or datagram (a UDP echo ``asyncio.DatagramProtocol``); ADDRESS is
+``host:port`` or ``unix:/path``. Prints ``ready`` once listening and serves
+until it receives SIGTERM or SIGINT. An ADDRESS of ``tls:host:port`` serves
+over TLS, with the certificate chain and key in the PEM file named by
+``$FERROLOOP_BENCH_CERT``.
 """
 
 import asyncio
@@ -43,6 +44,14 @@ class EchoProtocol(asyncio.Protocol):
 
     def data_received(self, data):
         self.transport.write(data)
+
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -106,8 +115,13 @@ def server_tls_context(address):
 
 async def serve(loop, mode, address):
     tls = server_tls_context(address)
-    sock = listening_socket(address.removeprefix("tls:"))
-    if mode == "protocol":
+    address = address.removeprefix("tls:")
+    sock = listening_socket(address) if mode != "datagram" else None
+    if mode == "datagram":
+        host, port = address.rsplit(":", 1)
+        transport, _ = await loop.create_datagram_endpoint(EchoDatagramProtocol, local_addr=(host, int(port)))
+        server = None
+    elif mode == "protocol":
         server = await loop.create_server(EchoProtocol, sock=sock, ssl=tls)
     elif mode == "http":
         server = await loop.create_server(HttpProtocol, sock=sock, ssl=tls)

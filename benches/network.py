@@ -6,10 +6,12 @@ and an HTTP/1.1 keep-alive server under wrk.
     python benches/network.py --markdown
 
 Every server (ferroloop, stdlib asyncio, uvloop, rloop and, on the Protocol
-rows, a plain Rust echo server on the same epoll layer as the ceiling) runs
-in its own process, one after the other in a shuffled order per repeat.
+and UDP rows, a plain Rust echo server on the same epoll layer as the
+ceiling) runs in its own process, one after the other in a shuffled order
+per repeat.
 The load generator (`echo-load`, Rust, 10 connections, one message in flight
-per connection) runs in another process. The figures are messages (or HTTP
+per connection; `udp-load` for the UDP rows, 10 clients with one datagram in
+flight each) runs in another process. The figures are messages (or HTTP
 requests) per second, and the server's CPU time per message (user + system,
 read from /proc before and after the run): with client and server sharing
 this machine's 2 cores, CPU per message is the fairer comparison. Peak RSS
@@ -40,6 +42,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOADGEN = ROOT / "target" / "release" / "echo-load"
+UDP_LOADGEN = ROOT / "target" / "release" / "udp-load"
 RUST_SERVER = ROOT / "target" / "release" / "echo-server-rs"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTIONS = 10
@@ -59,6 +62,9 @@ ROWS = [
     ("unix-protocol-10k", "protocol", "unix", 10 * KiB),
     ("unix-protocol-100k", "protocol", "unix", 100 * KiB),
     ("http", "http", "tcp", None),
+    ("udp-64", "datagram", "udp", 64),
+    ("udp-1k", "datagram", "udp", 1 * KiB),
+    ("udp-8k", "datagram", "udp", 8 * KiB),
     ("tls-protocol-1k", "protocol", "tls", 1 * KiB),
     ("tls-protocol-100k", "protocol", "tls", 100 * KiB),
     ("tls-streams-1k", "streams", "tls", 1 * KiB),
@@ -93,8 +99,8 @@ def write_certificate(tmpdir):
     return path
 
 
-def free_port():
-    with socket.socket() as s:
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -123,10 +129,12 @@ def measure(server, mode, transport, size, seconds, tmpdir):
         if server == "rust":
             return None
         address = f"tls:127.0.0.1:{free_port()}"
+    elif transport == "udp":
+        address = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
     else:
         address = f"127.0.0.1:{free_port()}"
     if server == "rust":
-        cmd = [str(RUST_SERVER), address]
+        cmd = [str(RUST_SERVER), f"udp:{address}" if transport == "udp" else address]
     else:
         cmd = [sys.executable, str(HERE / "echo_server.py"), server, mode, address]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -167,8 +175,9 @@ def run_load(mode, address, size, seconds):
         count = int(re.search(r"(\d+) requests in", out).group(1))
         elapsed = float(re.search(r"requests in ([\d.]+)s", out).group(1))
     else:
+        loadgen = UDP_LOADGEN if mode == "datagram" else LOADGEN
         out = subprocess.run(
-            [str(LOADGEN), address, str(CONNECTIONS), str(size), str(seconds)],
+            [str(loadgen), address, str(CONNECTIONS), str(size), str(seconds)],
             capture_output=True, text=True, check=True,
         ).stdout
         count = int(re.search(r"messages=(\d+)", out).group(1))
@@ -184,7 +193,7 @@ def main():
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--baseline", metavar="DIR", help="also run ferroloop_base from DIR (benches/build-baseline)")
     args = parser.parse_args()
-    for tool in (LOADGEN, RUST_SERVER):
+    for tool in (LOADGEN, UDP_LOADGEN, RUST_SERVER):
         if not tool.exists():
             raise SystemExit(f"{tool} is missing: run `cargo build --release -p ferroloop-bench`")
     if shutil.which("wrk") is None:
@@ -202,7 +211,7 @@ def main():
         if any(r[2] == "tls" for r in rows):
             os.environ["FERROLOOP_BENCH_CERT"] = write_certificate(tmpdir)
         for name, mode, transport, size in rows:
-            servers = loops + (["rust"] if mode == "protocol" else [])
+            servers = loops + (["rust"] if mode in ("protocol", "datagram") else [])
             runs = {s: [] for s in servers}
             for _ in range(args.repeat):
                 order = list(servers)

@@ -250,6 +250,48 @@ def bench_shutdown_asyncgens(loop, n=10_000):
     return loop.run_until_complete(main()), n
 
 
+def bench_datagram_pingpong(loop, n=100_000):
+    """Ten UDP endpoints ping-pong with an echo endpoint in the same loop:
+    the loop's own cost per datagram (receive, protocol call, send), without
+    a second process's wake-ups."""
+    done = loop.create_future()
+    handled = [0]
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data, addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            handled[0] += 2
+            if handled[0] < n:
+                self.transport.sendto(data)
+            elif not done.done():
+                done.set_result(None)
+
+    async def main():
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        address = server.get_extra_info("sockname")
+        clients = [(await loop.create_datagram_endpoint(Client, remote_addr=address))[0] for _ in range(10)]
+        t0 = time.perf_counter()
+        for client in clients:
+            client.sendto(b"x" * 64)
+        await done
+        elapsed = time.perf_counter() - t0
+        for transport in [server, *clients]:
+            transport.close()
+        await asyncio.sleep(0)
+        return elapsed
+
+    return loop.run_until_complete(main()), handled[0]
+
+
 BENCHMARKS = [
     ("call_soon", "no-op call_soon, 200k queued", bench_call_soon),
     ("call_soon_args", "call_soon with 2 args, 200k queued", bench_call_soon_args),
@@ -265,6 +307,7 @@ BENCHMARKS = [
     ("short_generators", "50k short generators (firstiter each)", bench_many_short_generators),
     ("abandon_generators", "finalize 100k abandoned suspended generators", bench_abandon_generators),
     ("shutdown_asyncgens", "shutdown_asyncgens with 10k live generators", bench_shutdown_asyncgens),
+    ("datagram_pingpong", "UDP ping-pong, 10 endpoints and an echo in one loop, 100k datagrams", bench_datagram_pingpong),
 ]
 
 

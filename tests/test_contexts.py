@@ -282,3 +282,44 @@ def test_tls_callbacks_see_the_creating_task(loop):
 
     seen = loop.run_until_complete(main())
     assert_all(seen, "tls", ["connection_made", "data_received", "eof_received", "connection_lost"])
+
+
+def test_datagram_callbacks_see_the_creating_task(loop):
+    async def main():
+        seen = []
+        got = loop.create_future()
+
+        class Datagrams(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                seen.append(("connection_made", var.get()))
+
+            def datagram_received(self, data, addr):
+                seen.append(("datagram_received", var.get()))
+                got.set_result(None)
+
+            def connection_lost(self, exc):
+                seen.append(("connection_lost", var.get()))
+
+        async def open_endpoint():
+            var.set("udp")
+            return await loop.create_datagram_endpoint(Datagrams, local_addr=("127.0.0.1", 0))
+
+        transport, _ = await asyncio.ensure_future(open_endpoint())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.sendto(b"ping", transport.get_extra_info("sockname"))
+            await got
+
+        async def close():
+            var.set("closer")
+            transport.close()
+
+        await asyncio.ensure_future(close())
+        await asyncio.sleep(0)
+        return seen
+
+    seen = loop.run_until_complete(main())
+    assert seen == [
+        ("connection_made", "udp"),
+        ("datagram_received", "udp"),
+        ("connection_lost", "closer"),
+    ]

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, coroutines, events, tasks, unix_events
+from asyncio import base_events, coroutines, events, selector_events, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -41,6 +41,9 @@ __all__ = (
     "iscoroutinefunction",
     "C_TASK",
     "HAS_IPV6",
+    "DATAGRAM_SENDS_EMPTY",
+    "DATAGRAM_HEADER_SIZE",
+    "DATAGRAM_SOCK_MUST_BE_DGRAM",
     "ssl",
 )
 
@@ -203,6 +206,99 @@ C_TASK: type | None = getattr(tasks, "_CTask", None)
 
 # IPv6 sockets: absent on a platform built without them.
 HAS_IPV6: bool = hasattr(socket, "AF_INET6")
+
+
+def _probe_datagram_sendto() -> tuple[bool, int]:
+    """How asyncio's datagram transport treats ``sendto``: whether an empty
+    datagram is sent (3.13 and later; 3.11 and 3.12 drop it), and how many
+    bytes each queued datagram counts on top of its payload (an 8-byte
+    header on 3.13 and later, nothing before). Found by queueing datagrams
+    on ``_SelectorDatagramTransport`` over a stand-in loop and socket that
+    would block."""
+    sent = []
+
+    class StandInLoop:
+        _transports: dict[int, object] = {}
+
+        def call_soon(self, *args, **kwargs):
+            pass
+
+        def _add_writer(self, *args):
+            pass
+
+        def get_debug(self):
+            return False
+
+    class StandInSocket:
+        def fileno(self):
+            return -1
+
+        def getsockname(self):
+            return ("0.0.0.0", 0)
+
+        def getpeername(self):
+            raise OSError("not connected")
+
+        def sendto(self, data, addr):
+            sent.append(data)
+            raise BlockingIOError
+
+        send = sendto
+
+    transport = None
+    try:
+        transport = selector_events._SelectorDatagramTransport(  # type: ignore[attr-defined]
+            StandInLoop(), StandInSocket(), asyncio.DatagramProtocol()
+        )
+        address = ("0.0.0.0", 9)
+        transport.sendto(b"", address)
+        sends_empty = bool(sent)
+        transport.sendto(b"x", address)
+        queued = 2 if sends_empty else 1
+        return sends_empty, (transport.get_write_buffer_size() - 1) // queued
+    except Exception:  # pragma: no cover - an asyncio this probe does not know
+        return True, 8
+    finally:
+        if transport is not None:
+            # Not a real socket: nothing to close or warn about.
+            transport._sock = None
+
+
+# ``DatagramTransport.sendto(b"")`` sends an empty datagram (3.13 and
+# later); on 3.11 and 3.12 it does nothing. ``DATAGRAM_HEADER_SIZE``: what
+# each queued datagram counts for write flow control beyond its payload (8
+# on 3.13 and later, 0 before). 3.13.0 adds it when queueing but does not
+# subtract it when the datagram is sent (gh-135444, fixed in a later
+# release); ferroloop counts it both ways.
+DATAGRAM_SENDS_EMPTY, DATAGRAM_HEADER_SIZE = _probe_datagram_sendto()
+
+
+def _probe_datagram_sock_check() -> bool:
+    """Whether ``create_datagram_endpoint(sock=...)`` refuses every socket
+    that is not ``SOCK_DGRAM`` ('A UDP Socket was expected', 3.11 and 3.12)
+    rather than only ``SOCK_STREAM`` ones ('A datagram socket was
+    expected', 3.13 and later). The check comes before anything touches the
+    loop, so a socket stand-in of another type, with a socket modifier that
+    the next check refuses, tells the two apart."""
+
+    class RawSocket:
+        type = socket.SOCK_RAW
+
+    coro = base_events.BaseEventLoop.create_datagram_endpoint(None, None, sock=RawSocket(), family=1)  # type: ignore[arg-type]
+    try:
+        coro.send(None)
+    except ValueError as exc:
+        return not str(exc).startswith("socket modifier")
+    except Exception:  # pragma: no cover - an asyncio this probe does not know
+        return False
+    finally:
+        coro.close()
+    return False  # pragma: no cover
+
+
+# ``create_datagram_endpoint(sock=...)`` takes only ``SOCK_DGRAM`` sockets
+# (3.11, 3.12) or any socket but a ``SOCK_STREAM`` one (3.13 and later).
+DATAGRAM_SOCK_MUST_BE_DGRAM: bool = _probe_datagram_sock_check()
 
 # The ``ssl`` module, or None on a Python built without OpenSSL.
 try:

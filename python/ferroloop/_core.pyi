@@ -3,7 +3,7 @@
 
 import contextvars
 from collections.abc import Callable
-from typing import Any, final
+from typing import Any, final, type_check_only
 
 from typing_extensions import disjoint_base
 
@@ -17,6 +17,7 @@ __all__ = [
     "SockWaiter",
     "TimerHandle",
     "TransportCore",
+    "DatagramTransportCore",
     "_ThreadSafeHandle",
     "WritePipeCore",
     "__version__",
@@ -158,8 +159,10 @@ class SockWaiter:
 
     def __call__(self, _future: Any) -> None: ...
 
+@type_check_only
 class _TransportCoreBase:
-    """What the native transport cores share (see ``ferroloop._transports``)."""
+    """What every native transport core has (``transport_methods!`` in
+    ``transports/base.rs``); not a runtime class."""
 
     def _start(self, face: Any, waiter: Any = None) -> None: ...
     def _start_reading(self) -> None: ...
@@ -321,3 +324,15 @@ class ChildReaper:
 
     def __new__(cls, loop_: Loop) -> ChildReaper: ...
     def close(self) -> None: ...
+
+@final
+class DatagramTransportCore(_TransportCoreBase):
+    """The native core of a datagram transport (see ``ferroloop._transports``)."""
+
+    def __new__(
+        cls, loop_: Loop, sock: Any, protocol: Any, address: Any = None, extra: dict[str, Any] | None = None
+    ) -> DatagramTransportCore: ...
+    def _sendto_ready(self) -> None: ...
+    def sendto(self, data: Any, addr: Any = None) -> None: ...
+    @property
+    def _address(self) -> Any: ...

@@ -7,8 +7,8 @@ error paths and is clearer in Python: ``run_until_complete``, the exception
 handler, executors, ``shutdown_asyncgens`` and signal handlers. The
 functions the native code calls for debug mode and error reports are in
 ``_hooks``; the networking methods come from the mixins of ``_connect``,
-``_server``, ``_sock``, ``_sendfile``, ``_dns``, ``_pipes`` and
-``_subprocess``.
+``_server``, ``_datagram``, ``_sock``, ``_sendfile``, ``_dns``, ``_pipes``,
+``_subprocess`` and ``_tls``.
 
 Behaviour follows CPython's ``asyncio.base_events`` / ``unix_events`` of the
 running Python version; differences are documented where they exist.
@@ -17,7 +17,6 @@ running Python version; differences are documented where they exist.
 import asyncio
 import concurrent.futures
 import errno
-import inspect
 import signal
 import sys
 import threading
@@ -28,6 +27,7 @@ from asyncio import coroutines, events, futures, tasks
 
 from . import _compat, _core
 from ._connect import ConnectMixin
+from ._datagram import DatagramMixin
 from ._dns import DnsMixin
 from ._hooks import _check_callback, _set_result_unless_cancelled, logger
 from ._pipes import PipesMixin
@@ -143,6 +143,7 @@ def _noop_signal_handler(signum, frame):
 class Loop(
     _core.Loop,
     ConnectMixin,
+    DatagramMixin,
     ServerMixin,
     SockMixin,
     SendfileMixin,
@@ -516,32 +517,6 @@ class Loop(
     def _add_callback_signalsafe(self, handle):
         self._add_callback(handle)
         self._write_to_self()
-
-
-def _not_implemented(name):
-    message = (
-        f"ferroloop does not implement loop.{name}() yet; "
-        f"see the compatibility table in ferroloop's README"
-    )
-    # asyncio's signature, so that the method looks, and checks its
-    # arguments, as it will once implemented.
-    signature = inspect.signature(getattr(asyncio.SelectorEventLoop, name))
-
-    async def method(self, *args, **kwargs):
-        signature.bind(self, *args, **kwargs)
-        raise NotImplementedError(message)
-
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = f"Not implemented yet: raises NotImplementedError."
-    method.__signature__ = signature
-    return method
-
-
-for _name in (
-    "create_datagram_endpoint",
-):
-    setattr(Loop, _name, _not_implemented(_name))
-del _name
 
 
 def _handler_context(context):

@@ -36,6 +36,33 @@ def _file_identity(path):
     return st.st_dev, st.st_ino
 
 
+def set_reuseport(sock):
+    """``SO_REUSEPORT`` on ``sock``, or asyncio's ValueError where the
+    platform lacks it."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port not supported by socket module")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except OSError:
+        raise ValueError("reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.")
+
+
+def remove_stale_unix_socket(path):
+    """Remove the socket file an earlier run left at ``path`` before binding
+    there (abstract socket names start with a NUL and have no file); a file
+    that is not a socket is left alone."""
+    if path[0] in (0, "\x00"):
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        # The directory may allow creating the socket but not this check.
+        logger().error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+
+
 class ServerMixin:
     """The server methods of ``ferroloop.Loop``. Names are resolved with
     ``_ensure_resolved`` (``DnsMixin``); accepted connections get their
@@ -112,9 +139,7 @@ class ServerMixin:
                     if reuse_address:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
                     if reuse_port:
-                        if not hasattr(socket, "SO_REUSEPORT"):
-                            raise ValueError("reuse_port not supported by socket module")
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                        set_reuseport(sock)
                     if keep_alive:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
                     if HAS_IPV6 and af == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
@@ -188,16 +213,7 @@ class ServerMixin:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            # A stale socket file from an earlier run is removed (abstract
-            # socket names start with a NUL and have no file).
-            if path[0] not in (0, "\x00"):
-                try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.remove(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    logger().error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+            remove_stale_unix_socket(path)
             try:
                 sock.bind(path)
             except OSError as exc:

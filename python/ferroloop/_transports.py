@@ -6,6 +6,8 @@ core, ``_core.TransportCore`` (reads, writes, flow control, closing).
 ``ReadPipeTransport`` (an ``asyncio.ReadTransport``) and
 ``WritePipeTransport`` (an ``asyncio.WriteTransport``) are the faces of the
 pipe cores, ``_core.ReadPipeCore`` and ``_core.WritePipeCore``.
+``DatagramTransport`` is the same for UDP and Unix datagram endpoints: a
+real ``asyncio.DatagramTransport`` over ``_core.DatagramTransportCore``.
 ``SSLProtocolTransport`` is what protocols see over TLS; its core is the TLS
 layer, ``_core.SSLProtocol``, the protocol of the transport below.
 
@@ -21,7 +23,7 @@ from asyncio import constants, transports
 
 from . import _core
 
-__all__ = ("SocketTransport", "ReadPipeTransport", "WritePipeTransport", "SSLProtocolTransport")
+__all__ = ("SocketTransport", "DatagramTransport", "ReadPipeTransport", "WritePipeTransport", "SSLProtocolTransport")
 
 
 def _from_core(name):
@@ -35,7 +37,7 @@ class _Face:
     attributes, the representation and the unclosed-transport warning."""
 
     __slots__ = ()
-    _core: "_core.TransportCore | _core.ReadPipeCore | _core.WritePipeCore"
+    _core: "_core.TransportCore | _core.DatagramTransportCore | _core.ReadPipeCore | _core.WritePipeCore"
 
     def __repr__(self):
         return self._core._describe(type(self).__name__)
@@ -61,16 +63,10 @@ class _Face:
     _closing = _from_core("_closing")
 
 
-class _WritingFace(_Face):
-    """What the faces that write share: end of file, abort, flow control."""
+class _SendingFace(_Face):
+    """What the faces that send share: abort and write flow control."""
 
     __slots__ = ()
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
 
     def abort(self):
         self._core.abort()
@@ -85,6 +81,18 @@ class _WritingFace(_Face):
         self._core.set_write_buffer_limits(high, low)
 
     _protocol_paused = _from_core("_protocol_paused")
+
+
+class _WritingFace(_SendingFace):
+    """What the faces that write byte streams share: end of file."""
+
+    __slots__ = ()
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
 
 
 class _PipeFace(_Face):
@@ -143,6 +151,46 @@ class SocketTransport(_WritingFace, transports.Transport):
 
     def _reset_empty_waiter(self):
         self._core._reset_empty_waiter()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+
+class DatagramTransport(_SendingFace, transports.Transport, transports.DatagramTransport):
+    """The datagram transport of UDP and Unix datagram sockets.
+
+    A real ``asyncio.DatagramTransport`` over ``_core.DatagramTransportCore``,
+    and an ``asyncio.Transport`` as asyncio's own datagram transport is (its
+    stream methods, ``write`` and the like, raise ``NotImplementedError``).
+    ``sendto`` and ``is_closing`` are the core's own bound methods, kept in
+    slots. As asyncio's, it also has ``pause_reading``, ``resume_reading``
+    and ``is_reading``; ``loop.sendfile`` refuses it."""
+
+    __slots__ = (
+        "_core",
+        "sendto",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+        "__weakref__",
+    )
+
+    def __init__(self, loop, sock, protocol, address=None, extra=None):
+        core = _core.DatagramTransportCore(loop, sock, protocol, address, extra)
+        self._core = core
+        self._extra = core._extra
+        self.sendto = core.sendto
+        self.is_closing = core.is_closing
+        self.pause_reading = core.pause_reading
+        self.resume_reading = core.resume_reading
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    _sock = _from_core("_sock")
+    _sock_fd = _from_core("_sock_fd")
+    _conn_lost = _from_core("_conn_lost")
+    _address = _from_core("_address")
 
     def _force_close(self, exc):
         self._core._force_close(exc)

@@ -3,7 +3,87 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The command line of a load generator: `NAME TARGET CLIENTS SIZE SECONDS`.
+pub struct LoadArgs {
+    /// Where to send (`host:port`, or `unix:/path` for streams).
+    pub target: String,
+    /// How many clients (connections), one thread each.
+    pub clients: usize,
+    /// The message size in bytes.
+    pub size: usize,
+    /// How long to run.
+    pub seconds: f64,
+}
+
+impl LoadArgs {
+    /// Parses the command line; exits with a usage line if it is wrong.
+    pub fn from_env(name: &str, target: &str) -> LoadArgs {
+        let args: Vec<String> = std::env::args().collect();
+        if args.len() != 5 {
+            eprintln!("usage: {name} {target} CLIENTS SIZE SECONDS");
+            std::process::exit(2);
+        }
+        LoadArgs {
+            target: args[1].clone(),
+            clients: args[2].parse().expect("CLIENTS"),
+            size: args[3].parse().expect("SIZE"),
+            seconds: args[4].parse().expect("SECONDS"),
+        }
+    }
+}
+
+/// What the clients of a load run share: the count of round trips and the
+/// flag that stops them.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// Completed round trips.
+    pub total: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// Whether the run is over.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts one round trip.
+    pub fn count(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `client` once per item of `clients`, each on its own thread, for
+/// `seconds`; returns the round trips counted and the elapsed seconds.
+pub fn drive<C: Send + 'static>(
+    clients: Vec<C>,
+    seconds: f64,
+    client: impl Fn(C, Shared) + Send + Sync + Clone + 'static,
+) -> (u64, f64) {
+    let shared = Shared::default();
+    let start = Instant::now();
+    let workers: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let (shared, client) = (shared.clone(), client.clone());
+            thread::spawn(move || client(c, shared))
+        })
+        .collect();
+    thread::sleep(Duration::from_secs_f64(seconds));
+    shared.stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    (
+        shared.total.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    )
+}
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};

@@ -5,13 +5,21 @@
 //! asyncio changes between patch releases too); the native code reads the
 //! probes' results from there.
 
+use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// Reads a boolean probe of `ferroloop._compat`, once per process.
-fn probe(py: Python<'_>, cell: &'static PyOnceLock<bool>, name: &str) -> PyResult<bool> {
+/// Reads a probe of `ferroloop._compat` (a flag, a number), once per
+/// process.
+fn probe<'py, T>(py: Python<'py>, cell: &'static PyOnceLock<T>, name: &str) -> PyResult<T>
+where
+    T: Copy + FromPyObjectOwned<'py>,
+{
     cell.get_or_try_init(py, || {
-        py.import("ferroloop._compat")?.getattr(name)?.extract()
+        py.import("ferroloop._compat")?
+            .getattr(name)?
+            .extract()
+            .map_err(Into::into)
     })
     .copied()
 }
@@ -41,4 +49,18 @@ pub fn set_task_name(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyAny>>> {
         Ok((!value.is_none()).then(|| value.unbind()))
     })?;
     Ok(found.as_ref().map(|f| f.bind(py)))
+}
+
+/// Whether `DatagramTransport.sendto(b"")` sends an empty datagram (it does
+/// nothing where asyncio drops empty datagrams).
+pub fn datagram_sends_empty(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    probe(py, &CELL, "DATAGRAM_SENDS_EMPTY")
+}
+
+/// What each queued datagram counts for write flow control beyond its
+/// payload (asyncio's per-datagram header, 0 where it counts none).
+pub fn datagram_header_size(py: Python<'_>) -> PyResult<usize> {
+    static CELL: PyOnceLock<usize> = PyOnceLock::new();
+    probe(py, &CELL, "DATAGRAM_HEADER_SIZE")
 }

@@ -12,7 +12,8 @@
 //! Each module uses only modules of the layers below it (and its own
 //! layer's siblings where stated); nothing imports upward:
 //! 1. `cpython` (every reach into CPython/PyO3 internals), `gil_cell`,
-//!    `errors`, `buffer`, `py_refs`, `compat` — no loop concepts.
+//!    `errors`, `buffer`, `py_refs`, `compat`, `sockaddr` — no loop
+//!    concepts.
 //! 2. `handles` — `Handle`/`TimerHandle`; they see their loop only through
 //!    the `LoopLink` they share with it.
 //! 3. `source` — the one dispatch point: what a ready descriptor runs
@@ -43,6 +44,7 @@ mod loop_;
 mod process;
 mod py_refs;
 mod sock;
+mod sockaddr;
 mod source;
 mod transports;
 
@@ -54,6 +56,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sock::SockWaiter>()?;
     process::register(m)?;
     m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_class::<transports::pipe::ReadPipeTransport>()?;
     m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add_class::<transports::tls::TlsProtocol>()?;

@@ -7,56 +7,24 @@
 //! `tls:host:port`.
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
 
-use ferroloop_bench::Stream;
+use ferroloop_bench::{drive, LoadArgs, Stream};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        eprintln!("usage: echo-load TARGET CONNECTIONS SIZE SECONDS");
-        std::process::exit(2);
-    }
-    let target = args[1].clone();
-    let connections: usize = args[2].parse().expect("CONNECTIONS");
-    let size: usize = args[3].parse().expect("SIZE");
-    let seconds: f64 = args[4].parse().expect("SECONDS");
-
-    let total = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut streams = Vec::new();
-    for _ in 0..connections {
-        streams.push(Stream::connect(&target).expect("connect"));
-    }
-    let start = Instant::now();
-    let workers: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            let total = total.clone();
-            let stop = stop.clone();
-            thread::spawn(move || {
-                let message = vec![b'x'; size];
-                let mut echo = vec![0u8; size];
-                while !stop.load(Ordering::Relaxed) {
-                    stream.write_all(&message).expect("write");
-                    stream.flush().expect("flush");
-                    stream.read_exact(&mut echo).expect("read");
-                    total.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
+    let args = LoadArgs::from_env("echo-load", "TARGET");
+    let streams: Vec<Stream> = (0..args.clients)
+        .map(|_| Stream::connect(&args.target).expect("connect"))
         .collect();
-    thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().expect("worker");
-    }
-    println!(
-        "messages={} seconds={:.6}",
-        total.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64()
-    );
+    let size = args.size;
+    let (messages, seconds) = drive(streams, args.seconds, move |mut stream, shared| {
+        let message = vec![b'x'; size];
+        let mut echo = vec![0u8; size];
+        while !shared.stopped() {
+            stream.write_all(&message).expect("write");
+            stream.flush().expect("flush");
+            stream.read_exact(&mut echo).expect("read");
+            shared.count();
+        }
+    });
+    println!("messages={messages} seconds={seconds:.6}");
 }

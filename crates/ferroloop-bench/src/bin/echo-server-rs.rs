@@ -1,14 +1,18 @@
 //! The ceiling: a plain single-threaded Rust echo server on the same
 //! level-triggered epoll poller ferroloop uses, with a 256 KiB receive buffer
-//! and no Python. `echo-server-rs ADDRESS` (`host:port` or `unix:/path`);
-//! prints `ready` once listening.
+//! and no Python. `echo-server-rs ADDRESS` (`host:port` or `unix:/path`,
+//! or `udp:host:port` for a UDP echo that, as ferroloop, reads up to 32
+//! datagrams per readiness event with `recvfrom` and answers each with
+//! `sendto`); prints `ready` once listening.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
+use ferroloop_core::sys::sockaddr::SockAddr;
+use ferroloop_core::sys::socket;
 use ferroloop_core::{Events, Interest, Poller};
 
 enum Conn {
@@ -38,11 +42,43 @@ impl Conn {
     }
 }
 
+/// The UDP echo (see the module documentation); a reply the kernel does
+/// not take at once is dropped.
+fn serve_udp(poller: Poller, address: &str) -> std::io::Result<()> {
+    let socket = UdpSocket::bind(address)?;
+    socket.set_nonblocking(true)?;
+    let fd = socket.as_raw_fd();
+    poller.add(fd, fd as u64, Interest::READABLE)?;
+    println!("ready");
+    let mut events = Events::with_capacity(16);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match poller.wait(&mut events, None) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        for _ in 0..32 {
+            let mut from = SockAddr::empty();
+            match socket::recv_from(fd, &mut buf, &mut from) {
+                Ok(n) => {
+                    let _ = socket::send_to(fd, &buf[..n], &from);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 fn main() -> std::io::Result<()> {
     let address = std::env::args()
         .nth(1)
         .expect("usage: echo-server-rs ADDRESS");
     let poller = Poller::new()?;
+    if let Some(udp) = address.strip_prefix("udp:") {
+        return serve_udp(poller, udp);
+    }
     let (tcp, unix) = match address.strip_prefix("unix:") {
         Some(path) => {
             let _ = std::fs::remove_file(path);

@@ -76,6 +76,11 @@ impl<P: Chunk, A> DatagramQueue<P, A> {
         self.entries.push_front((payload, address));
     }
 
+    /// The queued datagrams, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &(P, A)> {
+        self.entries.iter()
+    }
+
     /// Removes everything; returns the entries in order.
     pub fn clear(&mut self) -> Vec<(P, A)> {
         self.size = 0;

@@ -1,5 +1,6 @@
 //! Thin wrappers over the system calls the loop makes on sockets, pipes and
-//! child processes.
+//! child processes, and the socket addresses datagram calls take
+//! (`sockaddr`).
 //!
 //! Every wrapper follows one contract (as mio's `sys` layer does):
 //! - it takes raw descriptors and Rust slices, never Python objects;
@@ -21,6 +22,7 @@ use std::io;
 
 pub mod pipe;
 pub mod process;
+pub mod sockaddr;
 pub mod socket;
 
 /// Turns a libc `int` return value into an `io::Result`, reading `errno` on

@@ -1,9 +1,11 @@
-//! Socket system calls: receive, send (single and vectored), shut down,
-//! socket pairs. See the module contract in [`crate::sys`].
+//! Socket system calls: receive, send (single and vectored), receive from
+//! and send to an address (datagrams), shut down, socket pairs. See the
+//! module contract in [`crate::sys`].
 
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
+use super::sockaddr::SockAddr;
 use super::{cvt, cvt_size, iovecs};
 
 /// `recv(fd, buf, 0)`: the number of bytes received (0 at end of stream).
@@ -38,6 +40,32 @@ pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: the iovecs point into `bufs`, valid for the call; the kernel
     // only reads through them.
     cvt_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+}
+
+/// `recvfrom(fd, buf, 0)`: one datagram (cut to `buf.len()` bytes, as
+/// `recvfrom` does) and its sender, written into `from`. The count is the
+/// bytes received; a datagram from an unnamed socket leaves `from` empty.
+pub fn recv_from(fd: RawFd, buf: &mut [u8], from: &mut SockAddr) -> io::Result<usize> {
+    let (addr, len) = from.as_out();
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `addr` and
+    // `len` point into `from`, whose storage is as large as `*len` says.
+    cvt_size(unsafe { libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), 0, addr, len) })
+}
+
+/// `sendto(fd, data, MSG_NOSIGNAL, to)`: one datagram to `to`.
+pub fn send_to(fd: RawFd, data: &[u8], to: &SockAddr) -> io::Result<usize> {
+    // SAFETY: `data` is valid for reads of its length; `to` holds an
+    // address of `to.len()` bytes.
+    cvt_size(unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+            to.as_ptr(),
+            to.len(),
+        )
+    })
 }
 
 /// Shuts the sending side of a socket down (`shutdown(fd, SHUT_WR)`).

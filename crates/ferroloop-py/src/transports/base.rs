@@ -92,6 +92,14 @@ pub trait Transport: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Syn
     fn base(&self) -> &TransportBase;
     /// The descriptor is readable (asyncio's `_read_ready`).
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()>;
+    /// Whether the transport watches for readability once started: while it
+    /// reads (not closing, not paused), for the kinds that read.
+    fn starts_reading(&self, py: Python<'_>) -> bool {
+        self.base().life(py, |l| l.is_reading())
+    }
+    /// asyncio's name of the kind's write-ready callback (`_write_ready`,
+    /// `_sendto_ready`), in reports.
+    const WRITE_READY: &'static str = "_write_ready";
     /// The descriptor is writable (asyncio's `_write_ready`).
     fn on_writable(_slf: &Bound<'_, Self>) -> PyResult<()> {
         Ok(())
@@ -634,6 +642,15 @@ pub fn set_write_buffer_limits<T: Transport>(
     maybe_pause_protocol(slf)
 }
 
+/// `_start_reading()`: the first watch for readability, if the kind wants
+/// one now.
+pub fn start_reading<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    if slf.get().starts_reading(slf.py()) {
+        set_watching(slf, Direction::Read, true)?;
+    }
+    Ok(())
+}
+
 /// `pause_reading()`.
 pub fn pause_reading<T: Transport>(slf: &Bound<'_, T>) -> PyResult<()> {
     let py = slf.py();
@@ -700,10 +717,10 @@ pub fn core_repr<T: Transport>(slf: &Bound<'_, T>, name: &str) -> PyResult<Strin
 }
 
 /// The asyncio method a readiness direction stands for (in reports).
-fn ready_method_name(dir: Direction) -> &'static str {
+fn ready_method_name<T: Transport>(dir: Direction) -> &'static str {
     match dir {
         Direction::Read => "_read_ready",
-        Direction::Write => "_write_ready",
+        Direction::Write => T::WRITE_READY,
     }
 }
 
@@ -726,7 +743,7 @@ impl<T: Transport> Watcher for T {
         let py = slf.py();
         py_refs::report_transport_error(py)?.call1((
             face(slf),
-            ready_method_name(dir),
+            ready_method_name::<T>(dir),
             err.into_value(py),
         ))?;
         Ok(())
@@ -737,7 +754,7 @@ impl<T: Transport> Watcher for T {
     fn log_slow(slf: &Bound<'_, Self>, dir: Direction, seconds: f64) -> PyResult<()> {
         py_refs::log_slow_transport(slf.py())?.call1((
             face(slf),
-            ready_method_name(dir),
+            ready_method_name::<T>(dir),
             seconds,
         ))?;
         Ok(())

@@ -19,6 +19,12 @@ macro_rules! transport_methods {
                 $crate::transports::base::start(slf, face, waiter)
             }
 
+            /// Starts watching the descriptor for reading (scheduled by
+            /// `_start`, after `connection_made`).
+            fn _start_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transports::base::start_reading(slf)
+            }
+
             /// Close after flushing buffered data; `connection_lost(None)`
             /// follows.
             fn close(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {

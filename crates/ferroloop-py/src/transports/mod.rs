@@ -15,6 +15,7 @@
 pub mod base;
 #[macro_use]
 mod methods;
+pub mod datagram;
 pub mod pipe;
 pub mod reading;
 pub mod stream;

@@ -227,13 +227,6 @@ impl ReadPipeTransport {
         })
     }
 
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().base.life(slf.py(), |l| l.is_reading()) {
-            base::set_watching(slf, Direction::Read, true)?;
-        }
-        Ok(())
-    }
-
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::read_ready(slf)
     }
@@ -281,6 +274,12 @@ pub struct WritePipeTransport {
 impl Transport for WritePipeTransport {
     fn base(&self) -> &TransportBase {
         &self.base
+    }
+
+    /// A write pipe watches for readability to notice the reader going away
+    /// (pipes and sockets), until it closes.
+    fn starts_reading(&self, py: Python<'_>) -> bool {
+        self.io.with(py, |s| s.watch_peer) && !self.base.life(py, |l| l.is_closing())
     }
 
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -387,16 +386,6 @@ impl WritePipeTransport {
                 watch_peer: matches!(kind, FileKind::Fifo | FileKind::Socket),
             }),
         })
-    }
-
-    /// Starts watching for the reader going away (pipes and sockets).
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.io.with(py, |s| s.watch_peer) && !this.base.life(py, |l| l.is_closing()) {
-            base::set_watching(slf, Direction::Read, true)?;
-        }
-        Ok(())
     }
 
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {

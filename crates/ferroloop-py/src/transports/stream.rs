@@ -196,13 +196,6 @@ impl StreamTransport {
         })
     }
 
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().base.life(slf.py(), |l| l.is_reading()) {
-            base::set_watching(slf, Direction::Read, true)?;
-        }
-        Ok(())
-    }
-
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::read_ready(slf)
     }
