@@ -555,8 +555,18 @@ def test_signalling_an_exited_child_does_not_take_its_status(loop_kind, loop):
         pytest.skip("asyncio 3.11 and 3.12 poll the child in send_signal, which can reap it (gh-87744)")
 
     async def main():
-        proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
-        # Wait until the child has exited, leaving it to the loop to reap.
+        # The child exits only once the pipe it reads from closes, so that the
+        # loop cannot have reaped it while the subprocess was being set up.
+        r, w = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", "read line; exit 3", stdin=r
+            )
+        finally:
+            os.close(r)
+            os.close(w)
+        # Wait (blocking the loop) until the child has exited, leaving it to
+        # the loop to reap.
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         proc.send_signal(signal.SIGUSR1)
         proc.terminate()
