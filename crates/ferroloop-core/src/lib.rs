@@ -21,6 +21,7 @@
 //!    — the states of a TLS layer and what each input does in them;
 //!    `process` — child processes watched by pidfd (or the SIGCHLD
 //!    fallback), reaped by pid, and the orphan reaper.
+//! 6. `metrics` — the loop's counters and duration histogram.
 //!
 //! Errors stay `std::io::Error` (or a small error type) here; conversion to
 //! Python exceptions happens only at the binding boundary.
@@ -30,6 +31,7 @@
 pub mod clock;
 pub mod fd;
 pub mod io;
+pub mod metrics;
 pub mod poller;
 pub mod process;
 pub mod reactor;

@@ -69,11 +69,13 @@ impl SelfPipe {
         }
     }
 
-    /// Wakes the loop only if it is sleeping.
-    pub fn wake_if_sleeping(&self) {
-        if self.is_sleeping() {
+    /// Wakes the loop only if it is sleeping; whether it wrote a wake-up.
+    pub fn wake_if_sleeping(&self) -> bool {
+        let sleeping = self.is_sleeping();
+        if sleeping {
             self.wake();
         }
+        sleeping
     }
 
     /// Reads everything pending and calls `on_signal` for every non-zero byte
