@@ -1,7 +1,12 @@
 """Run an unmodified asyncio program on ferroloop.
 
-    python -m ferroloop script.py [args...]
-    python -m ferroloop -m package.module [args...]
+    python -m ferroloop [--stats] [--debug] script.py [args...]
+    python -m ferroloop [--stats] [--debug] -m package.module [args...]
+
+``--stats`` prints, to stderr, what the program's loops counted and timed
+(``loop.stats()``) when it ends: normally, by an exception or by Ctrl-C.
+``--debug`` runs it in asyncio's debug mode, with ferroloop's report of
+asynchronous generators that were never closed.
 
 ferroloop's policy is installed first, so the program's ``asyncio.run``,
 ``asyncio.new_event_loop`` and ``asyncio.get_event_loop`` create ferroloop
@@ -16,14 +21,40 @@ import runpy
 import sys
 
 import ferroloop
+from ferroloop import _diagnostics
 
-USAGE = "usage: python -m ferroloop script.py [args...] | python -m ferroloop -m module [args...]"
+USAGE = (
+    "usage: python -m ferroloop [--stats] [--debug] script.py [args...]"
+    " | python -m ferroloop [--stats] [--debug] -m module [args...]"
+)
 
 
 def main(argv):
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
+    stats = False
+    while argv and argv[0] in ("--stats", "--debug"):
+        option = argv.pop(0)
+        if option == "--stats":
+            stats = True
+            os.environ["FERROLOOP_STATS"] = "1"
+        else:
+            os.environ["PYTHONASYNCIODEBUG"] = "1"
+            os.environ["FERROLOOP_ASYNCGEN_DEBUG"] = "1"
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if stats:
+        _diagnostics.track_loops()
+        try:
+            return _run(argv)
+        finally:
+            _diagnostics.summary()
+    return _run(argv)
+
+
+def _run(argv):
     ferroloop.install()
     if argv[0] == "-m":
         if len(argv) < 2:

@@ -25,7 +25,7 @@ import warnings
 
 from asyncio import coroutines, events, futures, tasks
 
-from . import _compat, _core
+from . import _compat, _core, _diagnostics
 from ._connect import ConnectMixin
 from ._datagram import DatagramMixin
 from ._dns import DnsMixin
@@ -174,6 +174,7 @@ class Loop(
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self.set_debug(coroutines._is_debug_mode())
+        _diagnostics.configure(self)
 
     def __repr__(self):
         return (
@@ -285,7 +286,15 @@ class Loop(
         agens = self._take_asyncgens()
         if not agens:
             return
+        # Those still suspended (a finished generator's frame is gone).
+        suspended = sum(1 for agen in agens if agen.ag_frame is not None)
+        if suspended and self._asyncgen_report:
+            logger().warning(
+                "shutdown_asyncgens() closed %d asynchronous generator(s) that were never closed", suspended
+            )
         results = await tasks.gather(*[agen.aclose() for agen in agens], return_exceptions=True)
+        errors = sum(1 for result in results if isinstance(result, Exception))
+        self._count_asyncgen_shutdown(suspended, errors)
         for agen, result in zip(agens, results):
             if isinstance(result, Exception):
                 self.call_exception_handler(

@@ -290,3 +290,21 @@ pub fn same_object_type(obj: &Bound<'_, PyAny>, tp: &Bound<'_, PyAny>) -> bool {
     // SAFETY: `obj` is a live object; its type pointer is only compared.
     unsafe { ffi::Py_TYPE(obj.as_ptr()).cast::<ffi::PyObject>() == tp.as_ptr() }
 }
+
+/// Where the running Python code is: the code object and line of the
+/// innermost Python frame (the caller of a native hook), or `None` outside
+/// Python code. One frame read, no stack walk.
+pub fn caller_location(py: Python<'_>) -> Option<(Py<PyAny>, i32)> {
+    // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed frame (or
+    // NULL), valid while this thread runs no other Python code, and
+    // PyFrame_GetCode returns a new reference.
+    unsafe {
+        let frame = ffi::PyEval_GetFrame();
+        if frame.is_null() {
+            return None;
+        }
+        let line = ffi::PyFrame_GetLineNumber(frame);
+        let code = Bound::from_owned_ptr(py, ffi::PyFrame_GetCode(frame).cast());
+        Some((code.unbind(), line))
+    }
+}

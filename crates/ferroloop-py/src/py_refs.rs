@@ -96,3 +96,6 @@ cached_attr!(
 cached_attr!(
     /// `memoryview`.
     memoryview, "builtins", "memoryview");
+cached_attr!(
+    /// `asyncio.current_task(loop)`.
+    current_task, "asyncio.tasks", "current_task");

@@ -18,7 +18,22 @@
 //! O(1) and no Python code ever runs to keep the set current. The finalizer
 //! does not need to remove its generator either: the interpreter clears weak
 //! references to an object before calling its finalizer.
+//!
+//! # Counters and the unclosed-generator report
+//! The loop counts generators first iterated, finalized by the garbage
+//! collector while suspended (the interpreter calls the finalizer only for a
+//! generator that was neither exhausted nor closed), closed by
+//! `shutdown_asyncgens`, and the cleanup errors it reported; each count is
+//! one addition. When the report is on (debug mode, or
+//! `FERROLOOP_ASYNCGEN_DEBUG=1`), `firstiter` also records where the
+//! generator was first iterated: the caller's code object and line (one
+//! frame read, no stack walk) and the name of the current task; the
+//! finalizer then warns with a `ResourceWarning` naming that place. The
+//! records are keyed by the generator's address: a generator reaching the
+//! finalizer was first iterated with these hooks, so the record at its
+//! address is its own.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
 use pyo3::exceptions::PyResourceWarning;
@@ -28,15 +43,45 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefReference};
 use pyo3::PyTypeInfo;
 
 use super::Loop;
+use crate::cpython::caller_location;
 use crate::py_refs;
 
 const MIN_SWEEP: usize = 64;
+
+/// What happened to the generators first iterated on the loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncGenCounts {
+    /// First iterated on this loop.
+    pub first_iterated: u64,
+    /// Handed to the finalizer while suspended (never closed).
+    pub finalized: u64,
+    /// Closed by `shutdown_asyncgens`.
+    pub closed_by_shutdown: u64,
+    /// Cleanup errors `shutdown_asyncgens` reported.
+    pub cleanup_errors: u64,
+}
+
+/// Where a generator was first iterated (report mode).
+struct Origin {
+    code: Py<PyAny>,
+    line: i32,
+    /// The name of the task that iterated it, if any.
+    task_name: Option<Py<PyAny>>,
+    /// The generator, weakly: a dead one's record is swept.
+    weak: Py<PyWeakrefReference>,
+}
 
 /// Weak references to the generators first iterated on the loop.
 pub struct AsyncGens {
     refs: Vec<Py<PyWeakrefReference>>,
     /// Sweep dead references when `refs` reaches this length.
     sweep_at: usize,
+    pub counts: AsyncGenCounts,
+    /// First-iteration records by generator address (report mode).
+    origins: HashMap<usize, Origin>,
+    /// The last task seen by `firstiter` and its name, so that a task
+    /// iterating many generators is asked its name once.
+    last_task: Option<(Py<PyAny>, Py<PyAny>)>,
 }
 
 impl Default for AsyncGens {
@@ -44,6 +89,9 @@ impl Default for AsyncGens {
         Self {
             refs: Vec::new(),
             sweep_at: MIN_SWEEP,
+            counts: AsyncGenCounts::default(),
+            origins: HashMap::new(),
+            last_task: None,
         }
     }
 }
@@ -62,8 +110,27 @@ impl AsyncGens {
             self.refs = live;
             dead.extend(gone.into_iter().map(Py::into_any));
             self.sweep_at = (self.refs.len() * 2).max(MIN_SWEEP);
+            if !self.origins.is_empty() {
+                let stale: Vec<usize> = self
+                    .origins
+                    .iter()
+                    .filter(|(_, o)| !is_alive(py, &o.weak))
+                    .map(|(&k, _)| k)
+                    .collect();
+                for key in stale {
+                    if let Some(origin) = self.origins.remove(&key) {
+                        dead.extend(origin.into_objects());
+                    }
+                }
+            }
         }
+        self.counts.first_iterated += 1;
         self.refs.push(r);
+    }
+
+    /// The weak references, for [`count_live`] outside the state's borrow.
+    pub fn refs_snapshot(&self, py: Python<'_>) -> Vec<Py<PyWeakrefReference>> {
+        self.refs.iter().map(|r| r.clone_ref(py)).collect()
     }
 
     /// Number of generators still alive.
@@ -75,6 +142,9 @@ impl AsyncGens {
     /// references, in first-iteration order) and puts the rest in `dead`.
     pub fn take_live(&mut self, py: Python<'_>, dead: &mut Vec<Py<PyAny>>) -> Vec<Py<PyAny>> {
         self.sweep_at = MIN_SWEEP;
+        for (_, origin) in self.origins.drain() {
+            dead.extend(origin.into_objects());
+        }
         let mut live = Vec::new();
         for r in std::mem::take(&mut self.refs) {
             if let Some(obj) = r.bind(py).upgrade() {
@@ -86,7 +156,84 @@ impl AsyncGens {
     }
 }
 
+/// Generators alive among `refs`, and how many of them are not finished
+/// (suspended or running: their frame is still there).
+pub fn count_live(py: Python<'_>, refs: &[Py<PyWeakrefReference>]) -> PyResult<(usize, usize)> {
+    let mut live = 0;
+    let mut unfinished = 0;
+    for r in refs {
+        if let Some(agen) = r.bind(py).upgrade() {
+            live += 1;
+            if !agen.getattr(intern!(py, "ag_frame"))?.is_none() {
+                unfinished += 1;
+            }
+        }
+    }
+    Ok((live, unfinished))
+}
+
+impl Origin {
+    fn into_objects(self) -> impl Iterator<Item = Py<PyAny>> {
+        [Some(self.code), self.task_name, Some(self.weak.into_any())]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// The message of the report of a generator finalized while suspended.
+fn unclosed_message(agen: &Bound<'_, PyAny>, origin: &Origin) -> PyResult<String> {
+    let py = agen.py();
+    let code = origin.code.bind(py);
+    let task = match &origin.task_name {
+        Some(name) => format!("task {}", name.bind(py).str()?),
+        None => "no task".to_string(),
+    };
+    Ok(format!(
+        "asynchronous generator {} was never closed: first iterated at {}:{} in {} ({}); \
+         close it with 'async with contextlib.aclosing(...)' or 'await agen.aclose()'",
+        agen.getattr(intern!(py, "__qualname__"))?.str()?,
+        code.getattr(intern!(py, "co_filename"))?.str()?,
+        origin.line,
+        code.getattr(intern!(py, "co_name"))?.str()?,
+        task,
+    ))
+}
+
 impl Loop {
+    /// Whether the unclosed-generator report is on.
+    pub(super) fn asyncgen_report(&self) -> bool {
+        self.asyncgen_report.load(Relaxed) || self.debug()
+    }
+
+    /// The name of the task running on this loop now, asking a task for its
+    /// name only when it is not the last one seen.
+    fn current_task_name(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
+        let py = slf.py();
+        let task = py_refs::current_task(py)?.call1((slf,))?;
+        if task.is_none() {
+            return Ok(None);
+        }
+        let this = slf.get();
+        let cached = this.state.with(py, |s| {
+            s.asyncgens
+                .last_task
+                .as_ref()
+                .filter(|(t, _)| t.is(&task))
+                .map(|(_, name)| name.clone_ref(py))
+        });
+        if let Some(name) = cached {
+            return Ok(Some(name));
+        }
+        let name = task.call_method0(intern!(py, "get_name"))?.unbind();
+        let old = this.state.with(py, |s| {
+            s.asyncgens
+                .last_task
+                .replace((task.unbind(), name.clone_ref(py)))
+        });
+        drop(old);
+        Ok(Some(name))
+    }
+
     pub(super) fn asyncgen_firstiter(
         slf: &Bound<'_, Self>,
         agen: &Bound<'_, PyAny>,
@@ -104,9 +251,29 @@ impl Loop {
                 .call((message, PyResourceWarning::type_object(py)), Some(&kwargs))?;
         }
         let weak = PyWeakrefReference::new(agen)?.unbind();
+        let origin = match this
+            .asyncgen_report()
+            .then(|| caller_location(py))
+            .flatten()
+        {
+            Some((code, line)) => Some(Origin {
+                code,
+                line,
+                task_name: Self::current_task_name(slf)?,
+                weak: weak.clone_ref(py),
+            }),
+            None => None,
+        };
         let mut dead = Vec::new();
-        this.state
-            .with(py, |s| s.asyncgens.add(py, weak, &mut dead));
+        let key = agen.as_ptr() as usize;
+        this.state.with(py, |s| {
+            s.asyncgens.add(py, weak, &mut dead);
+            if let Some(origin) = origin {
+                if let Some(old) = s.asyncgens.origins.insert(key, origin) {
+                    dead.extend(old.into_objects());
+                }
+            }
+        });
         drop(dead);
         Ok(())
     }
@@ -116,12 +283,34 @@ impl Loop {
         agen: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
-        if slf.get().is_closed_now() {
-            return Ok(());
+        let this = slf.get();
+        let key = agen.as_ptr() as usize;
+        let origin = this.state.with(py, |s| {
+            s.asyncgens.counts.finalized += 1;
+            s.asyncgens.origins.remove(&key)
+        });
+        // The generator's cleanup is scheduled first, so that a warning
+        // turned into an error (`-W error`) does not leave it unclosed.
+        let scheduled = if this.is_closed_now() {
+            Ok(())
+        } else {
+            agen.call_method0(intern!(py, "aclose")).and_then(|aclose| {
+                let create_task = slf.getattr(intern!(py, "create_task"))?;
+                Self::call_soon_threadsafe_internal(slf, create_task, PyTuple::new(py, [aclose])?)
+                    .map(drop)
+            })
+        };
+        if let Some(origin) = origin {
+            let message = unclosed_message(agen, &origin);
+            drop(origin);
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("source", agen)?;
+            py_refs::warn(py)?.call(
+                (message?, PyResourceWarning::type_object(py)),
+                Some(&kwargs),
+            )?;
         }
-        let aclose = agen.call_method0(intern!(py, "aclose"))?;
-        let create_task = slf.getattr(intern!(py, "create_task"))?;
-        Self::call_soon_threadsafe_internal(slf, create_task, PyTuple::new(py, [aclose])?)?;
+        scheduled?;
         Ok(())
     }
 

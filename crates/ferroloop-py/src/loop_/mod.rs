@@ -12,7 +12,8 @@
 //!   (transports, socket waiters);
 //! - `tasks.rs` — futures, tasks, the task factory, handle-free task steps;
 //! - `asyncgens.rs` — the asynchronous-generator hooks and their weak set;
-//! - `signals.rs` — the signal wake-up descriptor.
+//! - `signals.rs` — the signal wake-up descriptor;
+//! - `stats.rs` — `loop.stats()`: counters, and timing when it is on.
 //!
 //! `python/ferroloop/_loop.py` adds the coroutine-level methods and the
 //! exception handler on top. All mutable state lives in one
@@ -25,6 +26,7 @@ mod port;
 mod readers;
 mod schedule;
 mod signals;
+mod stats;
 mod tasks;
 mod turn;
 
@@ -97,6 +99,8 @@ struct State {
     transports: HashMap<RawFd, Py<PyWeakrefReference>>,
     /// The receive buffer transports share; taken out while in use.
     read_buffer: Vec<u8>,
+    /// What `loop.stats()` reports.
+    stats: stats::Stats,
 }
 
 impl Default for State {
@@ -120,6 +124,7 @@ impl Default for State {
             free_timers: free_list(),
             transports: HashMap::new(),
             read_buffer: Vec::new(),
+            stats: stats::Stats::default(),
         }
     }
 }
@@ -130,6 +135,7 @@ impl State {
         let n = link.take_cancelled_timers();
         if n > 0 {
             self.sched.timers.note_cancelled_many(n);
+            self.stats.counters.timers_cancelled += n as u64;
         }
     }
 
@@ -167,6 +173,13 @@ pub struct Loop {
     asyncgens_shutdown_called: AtomicBool,
     /// `slow_callback_duration`, as the bits of an f64.
     slow_callback_duration: AtomicU64,
+    /// Timing for `stats()` (`set_stats`); debug mode times too.
+    timing_on: AtomicBool,
+    /// The unclosed-generator report (`FERROLOOP_ASYNCGEN_DEBUG`); debug
+    /// mode reports too.
+    asyncgen_report: AtomicBool,
+    /// Wake-ups written by `call_soon_threadsafe` (from any thread).
+    threadsafe_wakeups: AtomicU64,
 }
 
 impl HandleOwner for Loop {
@@ -263,6 +276,9 @@ impl Loop {
             thread_id: AtomicU64::new(0),
             asyncgens_shutdown_called: AtomicBool::new(false),
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+            timing_on: AtomicBool::new(false),
+            asyncgen_report: AtomicBool::new(false),
+            threadsafe_wakeups: AtomicU64::new(0),
         })
     }
 
@@ -500,6 +516,45 @@ impl Loop {
 
     fn _set_signals_active(&self, py: Python<'_>, active: bool) {
         self.set_signals_active(py, active);
+    }
+
+    // --- statistics -----------------------------------------------------------
+
+    /// The loop's figures: counters (always), and durations when timing is
+    /// on (see `stats.rs` and README).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.stats_dict(py)
+    }
+
+    /// Turn timing of callbacks and waits on or off (debug mode times
+    /// anyway).
+    fn set_stats(&self, enabled: bool) {
+        self.timing_on.store(enabled, Relaxed);
+    }
+
+    /// Start the figures over.
+    fn reset_stats(&self, py: Python<'_>) {
+        self.reset_stats_impl(py);
+    }
+
+    /// Turn the unclosed-generator report on or off (debug mode reports
+    /// anyway).
+    fn _set_asyncgen_report(&self, enabled: bool) {
+        self.asyncgen_report.store(enabled, Relaxed);
+    }
+
+    /// Whether the unclosed-generator report is on (set, or debug mode).
+    #[getter]
+    fn _asyncgen_report(&self) -> bool {
+        self.asyncgen_report()
+    }
+
+    /// `shutdown_asyncgens` closed `closed` generators and reported `errors`.
+    fn _count_asyncgen_shutdown(&self, py: Python<'_>, closed: u64, errors: u64) {
+        self.state.with(py, |s| {
+            s.asyncgens.counts.closed_by_shutdown += closed;
+            s.asyncgens.counts.cleanup_errors += errors;
+        });
     }
 
     // --- introspection -------------------------------------------------------

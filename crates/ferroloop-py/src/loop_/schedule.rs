@@ -56,7 +56,10 @@ impl Loop {
     }
 
     pub(super) fn push_ready(&self, py: Python<'_>, item: Ready) {
-        self.state.with(py, |s| s.sched.ready.push_back(item));
+        self.state.with(py, |s| {
+            s.stats.counters.callbacks_scheduled += 1;
+            s.sched.ready.push_back(item)
+        });
     }
 
     /// `call_soon(callback, *args, context=None)`.
@@ -118,7 +121,9 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         this.push_ready(py, Ready::Handle(handle.clone().unbind()));
-        this.self_pipe.wake_if_sleeping();
+        if this.self_pipe.wake_if_sleeping() {
+            this.threadsafe_wakeups.fetch_add(1, Relaxed);
+        }
         Ok(handle)
     }
 
@@ -167,9 +172,10 @@ impl Loop {
     ) -> PyResult<Bound<'py, Handle>> {
         let handle = Handle::new_timer(slf, new, when, when_obj)?;
         let timer = Timer(handle.clone().unbind());
-        slf.get()
-            .state
-            .with(slf.py(), |s| s.sched.timers.push(when, timer));
+        slf.get().state.with(slf.py(), |s| {
+            s.stats.counters.timers_scheduled += 1;
+            s.sched.timers.push(when, timer)
+        });
         Ok(handle)
     }
 

@@ -137,27 +137,59 @@ impl Loop {
         // are cold in the cache): their heap bookkeeping is settled when they
         // run.
         let ntodo = this.state.with(py, |s| {
-            s.sched.collect_due(
+            let before = s.sched.ready.len();
+            let ntodo = s.sched.collect_due(
                 || monotonic() + CLOCK_RESOLUTION,
                 |Timer(h)| Ready::Handle(h),
-            )
+            );
+            let counters = &mut s.stats.counters;
+            counters.turns += 1;
+            counters.timers_fired += (ntodo - before) as u64;
+            counters.callbacks_scheduled += (ntodo - before) as u64;
+            ntodo
         });
+        let timing = this.timing();
         for _ in 0..ntodo {
-            let Some(item) = this.state.with(py, |s| s.sched.ready.pop_front()) else {
+            let Some(item) = this.state.with(py, |s| {
+                s.stats.counters.callbacks_run += 1;
+                s.sched.ready.pop_front()
+            }) else {
+                this.state.with(py, |s| s.stats.counters.callbacks_run -= 1);
                 break;
             };
+            let t0 = timing.then(monotonic);
             match item {
-                Ready::Handle(handle) => Self::run_handle(slf, handle)?,
-                Ready::Watcher(obj, kind, dir) => Self::run_watcher(slf, obj.bind(py), kind, dir)?,
+                Ready::Handle(handle) => Self::run_handle(slf, handle, t0)?,
+                Ready::Watcher(obj, kind, dir) => {
+                    let obj = obj.bind(py);
+                    Self::run_watcher(slf, obj, kind, dir)?;
+                    if let Some(t0) = t0 {
+                        this.record_callback(py, monotonic() - t0, || {
+                            let what = match dir {
+                                Direction::Read => "readable",
+                                Direction::Write => "writable",
+                            };
+                            Ok(format!("{} {what}", obj.repr()?))
+                        })?;
+                    }
+                }
                 Ready::TaskStep(callback, context) => {
-                    Self::run_task_step(slf, callback.into_bound(py), context.into_bound(py))?
+                    let callback = callback.into_bound(py);
+                    Self::run_task_step(slf, callback.clone(), context.into_bound(py))?;
+                    if let Some(t0) = t0 {
+                        this.record_callback(py, monotonic() - t0, || {
+                            let task = callback.getattr(intern!(py, "__self__"))?;
+                            Ok(format!("step of {}", task.repr()?))
+                        })?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    fn run_handle(slf: &Bound<'_, Self>, handle: Py<Handle>) -> PyResult<()> {
+    /// Runs a handle; `t0`: when it started, if timing is on.
+    fn run_handle(slf: &Bound<'_, Self>, handle: Py<Handle>, t0: Option<f64>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let handle = handle.into_bound(py);
@@ -173,15 +205,26 @@ impl Loop {
                 });
             }
         }
-        let result = if h.is_cancelled() {
+        let cancelled = h.is_cancelled();
+        let result = if cancelled {
+            this.state.with(py, |s| {
+                s.stats.counters.callbacks_run -= 1;
+                s.stats.counters.callbacks_cancelled += 1;
+            });
             Ok(())
         } else if this.debug() {
             Self::run_debug(slf, &handle)
         } else {
             Handle::run(&handle)
         };
+        let timed = match t0 {
+            Some(t0) if !cancelled => {
+                this.record_callback(py, monotonic() - t0, || Ok(handle.repr()?.to_string()))
+            }
+            _ => Ok(()),
+        };
         Handle::release(py, this, handle.unbind());
-        result
+        result.and(timed)
     }
 
     /// Runs a watcher whose descriptor is ready. Like a callback, an
@@ -250,6 +293,7 @@ impl Loop {
             .state
             .with(py, |s| s.events.take())
             .unwrap_or_else(|| Events::with_capacity(EVENTS_CAPACITY));
+        let t0 = this.timing().then(monotonic);
         let result = if timeout == Some(Duration::ZERO) {
             this.poller.wait(&mut events, timeout)
         } else {
@@ -264,6 +308,11 @@ impl Loop {
                 result
             })
         };
+        if let Some(t0) = t0 {
+            let waited = monotonic() - t0;
+            this.state
+                .with(py, |s| s.stats.timing.poll_seconds += waited);
+        }
         let interrupted = match result {
             Ok(_) => false,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => true,
@@ -283,11 +332,16 @@ impl Loop {
                     continue;
                 }
                 let State {
-                    registry, sched, ..
+                    registry,
+                    sched,
+                    stats,
+                    ..
                 } = s;
+                stats.counters.io_events += 1;
                 registry.dispatch(&this.poller, event, dead, |dir, source| {
                     match source.on_event(py, dir) {
                         Some(item) => {
+                            stats.counters.callbacks_scheduled += 1;
                             sched.ready.push_back(item);
                             Dispatch::Keep
                         }
