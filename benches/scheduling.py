@@ -20,8 +20,11 @@ measure a change before and after.
 import argparse
 import asyncio
 import gc
+import os
 import random
+import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -321,22 +324,117 @@ def measure(bench, factory):
     return seconds, ops
 
 
+def run_one(key, loop_name, scale):
+    """Runs one row on one loop, scaled down (the process ``--callgrind``
+    measures); key ``none`` runs nothing, for the process's own count."""
+    if key == "none":
+        LOOPS[loop_name]().close()
+        return
+    bench = next(b for k, _, b in BENCHMARKS if k == key)
+    defaults = bench.__defaults__
+    n = max(1, defaults[0] // scale)
+    loop = LOOPS[loop_name]()
+    try:
+        gc.collect()
+        bench(loop, n)
+    finally:
+        loop.close()
+    print(f"ops {n}")
+
+
+COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def instructions(key, loop_name, args):
+    """Instructions callgrind counts for one row on one loop, and its ops."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, os.path.abspath(__file__),
+        "--run-one", key, loop_name, "--callgrind-scale", str(args.callgrind_scale),
+    ]
+    if args.baseline:
+        command += ["--baseline", args.baseline]
+    if args.diagnostics:
+        command.append("--diagnostics")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    match = COLLECTED.search(done.stderr)
+    if not match:
+        raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-2000:]}")
+    ops = re.search(r"ops (\d+)", done.stdout)
+    return int(match.group(1)), int(ops.group(1)) if ops else 0
+
+
+def callgrind_table(rows, args):
+    names = list(LOOPS)
+    others = [name for name in names if name != "ferroloop"]
+    base = {name: instructions("none", name, args)[0] for name in names}
+    table = []
+    for key, title, _ in rows:
+        per_op = {}
+        for name in names:
+            count, ops = instructions(key, name, args)
+            per_op[name] = (count - base[name]) / ops
+        ratio = {name: per_op[name] / per_op["ferroloop"] for name in others}
+        table.append((key, title, per_op, ratio))
+        cells = "  ".join(f"{name} {per_op[name]:8.0f} Ir/op" for name in names)
+        ratios = "  ".join(f"x{ratio[n]:.3f} vs {n}" for n in others)
+        print(f"{key:22} {cells}  |  {ratios}", flush=True)
+    if args.markdown:
+        print()
+        print("| benchmark | " + " | ".join(f"{n} (Ir/op)" for n in names) + " | " + " | ".join(f"vs {n}" for n in others) + " |")
+        print("|" + "---|" * (1 + len(names) + len(others)))
+        for key, title, per_op, ratio in table:
+            cells = " | ".join(f"{per_op[n]:.0f}" for n in names)
+            print(f"| {title} | {cells} | " + " | ".join(f"{ratio[n]:.3f}x" for n in others) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", action="append", help="run only these rows (repeatable)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--baseline", metavar="DIR", help="also run ferroloop_base from DIR (benches/build-baseline)")
+    parser.add_argument("--diagnostics", action="store_true", help="also run ferroloop with timing, and with the generator report, on")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions under valgrind instead of timing")
+    parser.add_argument("--callgrind-scale", type=int, default=10, help="divide each row's size by this under --callgrind")
+    parser.add_argument("--loops", help="with --callgrind: only these loops besides ferroloop (comma-separated)")
+    parser.add_argument("--run-one", nargs=2, metavar=("ROW", "LOOP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.diagnostics:
+        import ferroloop
+
+        def timed():
+            loop = ferroloop.new_event_loop()
+            loop.set_stats(True)
+            return loop
+
+        def reporting():
+            loop = ferroloop.new_event_loop()
+            loop._set_asyncgen_report(True)
+            return loop
+
+        LOOPS["ferroloop+timing"] = timed
+        LOOPS["ferroloop+report"] = reporting
     if args.baseline:
         sys.path.insert(0, args.baseline)
         import ferroloop_base
 
         LOOPS["baseline"] = ferroloop_base.new_event_loop
 
+    if args.run_one:
+        run_one(args.run_one[0], args.run_one[1], args.callgrind_scale)
+        return
     rows = [b for b in BENCHMARKS if not args.only or b[0] in args.only]
-    peers = list_peers()
     print_versions()
+    if args.callgrind:
+        if args.loops:
+            for name in list(LOOPS):
+                if name != "ferroloop" and name not in args.loops.split(","):
+                    del LOOPS[name]
+        callgrind_table(rows, args)
+        return
+    peers = list_peers()
 
     table = []
     for key, title, bench in rows:

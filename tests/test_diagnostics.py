@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 
 import pytest
@@ -346,7 +347,7 @@ def test_runner_debug_turns_on_debug_mode_and_the_report(tmp_path):
         )
     )
     out = subprocess.run(
-        [sys.executable, "-W", "always::ResourceWarning", "-m", "ferroloop", "--debug", str(script)],
+        [sys.executable, "-m", "ferroloop", "--debug", str(script)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -442,3 +443,84 @@ def test_runner_flags_work_with_a_module(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "ferroloop stats, loop 1 of 1:" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "filters, shown",
+    [
+        ([("always", {})], True),
+        ([("always", {}), ("ignore", {"category": ResourceWarning})], False),
+        ([("always", {}), ("ignore", {"message": "asynchronous generator ticker was never"})], False),
+        ([("always", {}), ("ignore", {"message": "something else"})], True),
+        ([("ignore", {}), ("always", {"module": __name__})], True),
+    ],
+)
+def test_the_report_follows_the_warning_filters(floop, filters, shown):
+    floop._set_asyncgen_report(True)
+
+    async def main():
+        async for _ in ticker():
+            break
+        gc.collect()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        for action, kwargs in filters:
+            warnings.filterwarnings(action, **kwargs)
+        floop.run_until_complete(main())
+    assert len(reports(caught)) == (1 if shown else 0)
+    assert floop.stats()["asyncgens"]["finalized_unclosed"] == 1
+
+
+def test_slowest_callbacks_name_the_task_they_stepped(floop):
+    floop.set_stats(True)
+
+    async def busy():
+        time.sleep(0.02)  # a slow step
+
+    async def main():
+        await floop.create_task(busy(), name="the-busy-one")
+
+    floop.run_until_complete(main())
+    what, seconds = floop.stats()["slowest_callbacks"][0]
+    assert what.startswith("step of <Task") and "the-busy-one" in what, what
+    assert seconds >= 0.02
+
+
+def test_shutdown_logs_one_summary_line_when_reporting(floop, caplog):
+    async def main():
+        kept = [ticker() for _ in range(2)] + [failing_later()]
+        for gen in kept:
+            await gen.__anext__()
+        async for _ in ticker():  # exhausted: not in the summary
+            pass
+        await floop.shutdown_asyncgens()
+        return kept
+
+    async def failing_later():
+        yield 1
+
+    floop._set_asyncgen_report(True)
+    with caplog.at_level("WARNING", logger="asyncio"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            floop.run_until_complete(main())
+    lines = [r.getMessage() for r in caplog.records if "shutdown_asyncgens()" in r.getMessage()]
+    assert lines == [
+        "shutdown_asyncgens() is closing 3 asynchronous generator(s) that were never closed: "
+        "ticker (x2), test_shutdown_logs_one_summary_line_when_reporting.<locals>.failing_later"
+    ]
+    assert reports(caught) == []
+    assert floop.stats()["asyncgens"]["closed_by_shutdown"] == 3
+
+
+def test_shutdown_logs_nothing_when_not_reporting(floop, caplog):
+    async def main():
+        kept = ticker()
+        await kept.__anext__()
+        await floop.shutdown_asyncgens()
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        floop.run_until_complete(main())
+    assert [r for r in caplog.records if "shutdown_asyncgens()" in r.getMessage()] == []

@@ -6,7 +6,9 @@
 ``--stats`` prints, to stderr, what the program's loops counted and timed
 (``loop.stats()``) when it ends: normally, by an exception or by Ctrl-C.
 ``--debug`` runs it in asyncio's debug mode, with ferroloop's report of
-asynchronous generators that were never closed.
+asynchronous generators that were never closed; unless ``-W`` says
+otherwise, ResourceWarnings are then shown (as ``-X dev`` shows them), the
+report being one.
 
 ferroloop's policy is installed first, so the program's ``asyncio.run``,
 ``asyncio.new_event_loop`` and ``asyncio.get_event_loop`` create ferroloop
@@ -19,6 +21,7 @@ caused by ferroloop.
 import os
 import runpy
 import sys
+import warnings
 
 import ferroloop
 from ferroloop import _diagnostics
@@ -42,6 +45,8 @@ def main(argv):
         else:
             os.environ["PYTHONASYNCIODEBUG"] = "1"
             os.environ["FERROLOOP_ASYNCGEN_DEBUG"] = "1"
+            if not sys.warnoptions:
+                warnings.simplefilter("default", ResourceWarning)
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ running Python version; differences are documented where they exist.
 """
 
 import asyncio
+import collections
 import concurrent.futures
 import errno
 import signal
@@ -286,17 +287,21 @@ class Loop(
         agens = self._take_asyncgens()
         if not agens:
             return
-        # Those still suspended (a finished generator's frame is gone).
-        suspended = sum(1 for agen in agens if agen.ag_frame is not None)
-        if suspended and self._asyncgen_report:
-            logger().warning(
-                "shutdown_asyncgens() closed %d asynchronous generator(s) that were never closed", suspended
-            )
+        if self._asyncgen_report:
+            # One line names those still suspended (a finished generator's
+            # frame is gone), by qualified name.
+            suspended = [agen.__qualname__ for agen in agens if agen.ag_frame is not None]
+            if suspended:
+                counts = collections.Counter(suspended)
+                logger().warning(
+                    "shutdown_asyncgens() is closing %d asynchronous generator(s) that were never closed: %s",
+                    len(suspended),
+                    ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in counts.items()),
+                )
         results = await tasks.gather(*[agen.aclose() for agen in agens], return_exceptions=True)
-        errors = sum(1 for result in results if isinstance(result, Exception))
-        self._count_asyncgen_shutdown(suspended, errors)
         for agen, result in zip(agens, results):
             if isinstance(result, Exception):
+                self._count_asyncgen_cleanup_error()
                 self.call_exception_handler(
                     {
                         "message": f"an error occurred during closing of asynchronous generator {agen!r}",

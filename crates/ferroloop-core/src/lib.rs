@@ -9,7 +9,8 @@
 //! 1. `sys` — the system calls on sockets, pipes and child processes, one
 //!    errno path.
 //! 2. `clock`, `fd`, `poller`, `waker` — time, owned descriptors, the
-//!    level-triggered epoll layer and the self-pipe that wakes it.
+//!    level-triggered epoll layer and the self-pipe that wakes it;
+//!    `address_map` — a map keyed by object addresses.
 //! 3. `timers`, `io` — the timer heap; the outgoing byte queue (flushed
 //!    through a socket or pipe sink), the outgoing datagram queue, and the
 //!    read-size policy.
@@ -28,6 +29,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod address_map;
 pub mod clock;
 pub mod fd;
 pub mod io;

@@ -621,7 +621,7 @@ impl Handle {
     }
 
     #[getter]
-    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    pub(crate) fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.inner
             .with(py, |i| i.callback.as_ref().map(|c| c.clone_ref(py)))
     }

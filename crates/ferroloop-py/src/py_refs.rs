@@ -37,6 +37,22 @@ pub fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 pub fn set_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     asyncio_events(py)?.getattr(pyo3::intern!(py, "_set_running_loop"))
 }
+/// The module named `name` if it is imported (in `sys.modules`), without
+/// importing it.
+pub fn imported_module<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, pyo3::types::PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    static SYS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let sys = SYS.get_or_try_init(py, || py.import("sys").map(Bound::unbind))?;
+    let modules = sys.bind(py).getattr(pyo3::intern!(py, "modules"))?;
+    match modules.get_item(name) {
+        Ok(module) => Ok(Some(module)),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(py) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 cached_attr!(get_asyncgen_hooks, "sys", "get_asyncgen_hooks");
 cached_attr!(set_asyncgen_hooks, "sys", "set_asyncgen_hooks");
 cached_attr!(warn, "warnings", "warn");
@@ -99,3 +115,29 @@ cached_attr!(
 cached_attr!(
     /// `asyncio.current_task(loop)`.
     current_task, "asyncio.tasks", "current_task");
+
+/// `asyncio.current_task(loop)`, read straight from the dictionary it reads
+/// where it is asyncio's pure-Python function over `_current_tasks` (3.11),
+/// rather than through a Python call; elsewhere a call of it (a C function).
+pub fn current_task_of<'py>(loop_: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = loop_.py();
+    static TASKS: PyOnceLock<Option<Py<pyo3::types::PyDict>>> = PyOnceLock::new();
+    let tasks = TASKS.get_or_try_init(py, || -> PyResult<_> {
+        if !current_task(py)?.hasattr(pyo3::intern!(py, "__code__"))? {
+            return Ok(None);
+        }
+        let module = py.import("asyncio.tasks")?;
+        Ok(module
+            .getattr("_current_tasks")
+            .ok()
+            .and_then(|d| d.cast_into::<pyo3::types::PyDict>().ok())
+            .map(Bound::unbind))
+    })?;
+    match tasks {
+        Some(tasks) => Ok(tasks
+            .bind(py)
+            .get_item(loop_)?
+            .unwrap_or_else(|| py.None().into_bound(py))),
+        None => current_task(py)?.call1((loop_,)),
+    }
+}

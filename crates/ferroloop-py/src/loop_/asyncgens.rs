@@ -33,17 +33,18 @@
 //! finalizer was first iterated with these hooks, so the record at its
 //! address is its own.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
+use ferroloop_core::address_map::AddressMap;
 use pyo3::exceptions::PyResourceWarning;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefReference};
 use pyo3::PyTypeInfo;
 
 use super::Loop;
-use crate::cpython::caller_location;
+use crate::cpython::{caller_location, code_line};
 use crate::py_refs;
 
 const MIN_SWEEP: usize = 64;
@@ -64,7 +65,9 @@ pub struct AsyncGenCounts {
 /// Where a generator was first iterated (report mode).
 struct Origin {
     code: Py<PyAny>,
-    line: i32,
+    /// The offset of the instruction in `code` (its line is looked up
+    /// when reported).
+    offset: i32,
     /// The name of the task that iterated it, if any.
     task_name: Option<Py<PyAny>>,
     /// The generator, weakly: a dead one's record is swept.
@@ -78,7 +81,7 @@ pub struct AsyncGens {
     sweep_at: usize,
     pub counts: AsyncGenCounts,
     /// First-iteration records by generator address (report mode).
-    origins: HashMap<usize, Origin>,
+    origins: AddressMap<Origin>,
     /// The last task seen by `firstiter` and its name, so that a task
     /// iterating many generators is asked its name once.
     last_task: Option<(Py<PyAny>, Py<PyAny>)>,
@@ -90,7 +93,7 @@ impl Default for AsyncGens {
             refs: Vec::new(),
             sweep_at: MIN_SWEEP,
             counts: AsyncGenCounts::default(),
-            origins: HashMap::new(),
+            origins: AddressMap::default(),
             last_task: None,
         }
     }
@@ -180,6 +183,68 @@ impl Origin {
     }
 }
 
+/// Whether `warnings` is sure to ignore a `ResourceWarning` now, whatever
+/// its message and origin: the first filter that matches the category
+/// matches every message, module and line, and says "ignore" (with no
+/// filter matching, the default action decides). Anything this does not
+/// settle (a filter on a message, module or line; context-local filters;
+/// `warnings` not imported yet) answers `false`, and the report is then
+/// made through `warnings.warn`, which decides.
+///
+/// This is what makes the report cheap where the warning is not shown (the
+/// default filters ignore `ResourceWarning`): the message is not formatted
+/// and `warnings.warn` (its frame walk, registry and filter match) is not
+/// called.
+fn resource_warning_ignored(py: Python<'_>) -> PyResult<bool> {
+    // sys.flags do not change in a process.
+    static CONTEXT_AWARE: PyOnceLock<bool> = PyOnceLock::new();
+    let context_aware = *CONTEXT_AWARE.get_or_try_init(py, || -> PyResult<bool> {
+        let flags = py
+            .import(intern!(py, "sys"))?
+            .getattr(intern!(py, "flags"))?;
+        match flags.getattr(intern!(py, "context_aware_warnings")) {
+            Ok(aware) => aware.is_truthy(),
+            Err(_) => Ok(false),
+        }
+    })?;
+    if context_aware {
+        return Ok(false);
+    }
+    let Some(warnings) = py_refs::imported_module(py, intern!(py, "warnings"))? else {
+        return Ok(false);
+    };
+    let category = PyResourceWarning::type_object(py);
+    let filters = warnings.getattr(intern!(py, "filters"))?;
+    let Ok(filters) = filters.cast::<PyList>() else {
+        return Ok(false);
+    };
+    for filter in filters.iter() {
+        let Ok(filter) = filter.cast_into::<PyTuple>() else {
+            return Ok(false);
+        };
+        if filter.len() != 5 {
+            return Ok(false);
+        }
+        let filter_category = filter.get_item(2)?;
+        if !category.is_subclass(&filter_category)? {
+            continue;
+        }
+        let any_message = filter.get_item(1)?.is_none();
+        let any_module = filter.get_item(3)?.is_none();
+        let any_line = filter
+            .get_item(4)?
+            .extract::<i64>()
+            .is_ok_and(|line| line == 0);
+        if !(any_message && any_module && any_line) {
+            return Ok(false);
+        }
+        return filter.get_item(0)?.eq(intern!(py, "ignore"));
+    }
+    warnings
+        .getattr(intern!(py, "defaultaction"))?
+        .eq(intern!(py, "ignore"))
+}
+
 /// The message of the report of a generator finalized while suspended.
 fn unclosed_message(agen: &Bound<'_, PyAny>, origin: &Origin) -> PyResult<String> {
     let py = agen.py();
@@ -193,7 +258,7 @@ fn unclosed_message(agen: &Bound<'_, PyAny>, origin: &Origin) -> PyResult<String
          close it with 'async with contextlib.aclosing(...)' or 'await agen.aclose()'",
         agen.getattr(intern!(py, "__qualname__"))?.str()?,
         code.getattr(intern!(py, "co_filename"))?.str()?,
-        origin.line,
+        code_line(code, origin.offset),
         code.getattr(intern!(py, "co_name"))?.str()?,
         task,
     ))
@@ -209,7 +274,7 @@ impl Loop {
     /// name only when it is not the last one seen.
     fn current_task_name(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
         let py = slf.py();
-        let task = py_refs::current_task(py)?.call1((slf,))?;
+        let task = py_refs::current_task_of(slf.as_any())?;
         if task.is_none() {
             return Ok(None);
         }
@@ -256,9 +321,9 @@ impl Loop {
             .then(|| caller_location(py))
             .flatten()
         {
-            Some((code, line)) => Some(Origin {
+            Some((code, offset)) => Some(Origin {
                 code,
-                line,
+                offset,
                 task_name: Self::current_task_name(slf)?,
                 weak: weak.clone_ref(py),
             }),
@@ -300,7 +365,7 @@ impl Loop {
                     .map(drop)
             })
         };
-        if let Some(origin) = origin {
+        if let Some(origin) = origin.filter(|_| !resource_warning_ignored(py).unwrap_or(false)) {
             let message = unclosed_message(agen, &origin);
             drop(origin);
             let kwargs = PyDict::new(py);
@@ -314,12 +379,24 @@ impl Loop {
         Ok(())
     }
 
+    /// The live generators, forgotten by the loop (for
+    /// `shutdown_asyncgens`, which closes them); those still suspended are
+    /// counted as closed by the shutdown (a finished generator's frame is
+    /// gone).
     pub(super) fn take_asyncgens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut dead = Vec::new();
         let live = self
             .state
             .with(py, |s| s.asyncgens.take_live(py, &mut dead));
         drop(dead);
+        let mut suspended = 0;
+        for agen in &live {
+            if !agen.bind(py).getattr(intern!(py, "ag_frame"))?.is_none() {
+                suspended += 1;
+            }
+        }
+        self.state
+            .with(py, |s| s.asyncgens.counts.closed_by_shutdown += suspended);
         PyList::new(py, live)
     }
 }

@@ -549,12 +549,10 @@ impl Loop {
         self.asyncgen_report()
     }
 
-    /// `shutdown_asyncgens` closed `closed` generators and reported `errors`.
-    fn _count_asyncgen_shutdown(&self, py: Python<'_>, closed: u64, errors: u64) {
-        self.state.with(py, |s| {
-            s.asyncgens.counts.closed_by_shutdown += closed;
-            s.asyncgens.counts.cleanup_errors += errors;
-        });
+    /// `shutdown_asyncgens` reported a cleanup error.
+    fn _count_asyncgen_cleanup_error(&self, py: Python<'_>) {
+        self.state
+            .with(py, |s| s.asyncgens.counts.cleanup_errors += 1);
     }
 
     // --- introspection -------------------------------------------------------

@@ -136,6 +136,12 @@ impl Loop {
         // The timer handles are not touched when moved (with many timers they
         // are cold in the cache): their heap bookkeeping is settled when they
         // run.
+        // Untimed, the callbacks are counted as run up front (one addition
+        // per turn); those not taken, because the queue ran short or a
+        // callback raised out of the loop, are taken back, and a cancelled
+        // handle moves its count to the cancelled ones. Timed, each is
+        // counted as it is taken.
+        let timing = this.timing();
         let ntodo = this.state.with(py, |s| {
             let before = s.sched.ready.len();
             let ntodo = s.sched.collect_due(
@@ -146,50 +152,90 @@ impl Loop {
             counters.turns += 1;
             counters.timers_fired += (ntodo - before) as u64;
             counters.callbacks_scheduled += (ntodo - before) as u64;
+            if !timing {
+                counters.callbacks_run += ntodo as u64;
+            }
             ntodo
         });
-        let timing = this.timing();
+        if timing {
+            return Self::run_ready_timed(slf, ntodo);
+        }
+        let mut taken = 0;
+        let result = (|| {
+            while taken < ntodo {
+                let Some(item) = this.state.with(py, |s| s.sched.ready.pop_front()) else {
+                    break;
+                };
+                taken += 1;
+                match item {
+                    Ready::Handle(handle) => Self::run_handle::<false>(slf, handle, 0.0)?,
+                    Ready::Watcher(obj, kind, dir) => {
+                        Self::run_watcher(slf, obj.bind(py), kind, dir)?
+                    }
+                    Ready::TaskStep(callback, context) => {
+                        Self::run_task_step(slf, callback.into_bound(py), context.into_bound(py))?
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if taken < ntodo {
+            this.state.with(py, |s| {
+                s.stats.counters.callbacks_run -= (ntodo - taken) as u64
+            });
+        }
+        result
+    }
+
+    /// The ready callbacks of a turn with timing on: each is timed, and the
+    /// slowest described.
+    fn run_ready_timed(slf: &Bound<'_, Self>, ntodo: usize) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         for _ in 0..ntodo {
             let Some(item) = this.state.with(py, |s| {
-                s.stats.counters.callbacks_run += 1;
-                s.sched.ready.pop_front()
+                let item = s.sched.ready.pop_front();
+                s.stats.counters.callbacks_run += item.is_some() as u64;
+                item
             }) else {
-                this.state.with(py, |s| s.stats.counters.callbacks_run -= 1);
                 break;
             };
-            let t0 = timing.then(monotonic);
+            let t0 = monotonic();
             match item {
-                Ready::Handle(handle) => Self::run_handle(slf, handle, t0)?,
+                Ready::Handle(handle) => Self::run_handle::<true>(slf, handle, t0)?,
                 Ready::Watcher(obj, kind, dir) => {
                     let obj = obj.bind(py);
                     Self::run_watcher(slf, obj, kind, dir)?;
-                    if let Some(t0) = t0 {
-                        this.record_callback(py, monotonic() - t0, || {
-                            let what = match dir {
-                                Direction::Read => "readable",
-                                Direction::Write => "writable",
-                            };
-                            Ok(format!("{} {what}", obj.repr()?))
-                        })?;
-                    }
+                    this.record_callback(py, monotonic() - t0, || {
+                        let what = match dir {
+                            Direction::Read => "readable",
+                            Direction::Write => "writable",
+                        };
+                        Ok(format!("{} {what}", obj.repr()?))
+                    })?;
                 }
                 Ready::TaskStep(callback, context) => {
                     let callback = callback.into_bound(py);
                     Self::run_task_step(slf, callback.clone(), context.into_bound(py))?;
-                    if let Some(t0) = t0 {
-                        this.record_callback(py, monotonic() - t0, || {
-                            let task = callback.getattr(intern!(py, "__self__"))?;
-                            Ok(format!("step of {}", task.repr()?))
-                        })?;
-                    }
+                    this.record_callback(py, monotonic() - t0, || {
+                        let task = callback.getattr(intern!(py, "__self__"))?;
+                        Ok(format!("step of {}", task.repr()?))
+                    })?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Runs a handle; `t0`: when it started, if timing is on.
-    fn run_handle(slf: &Bound<'_, Self>, handle: Py<Handle>, t0: Option<f64>) -> PyResult<()> {
+    /// Runs a handle; with `TIMED`, records how long it took since `t0`.
+    /// A const parameter, so that the untimed turn runs the code it ran
+    /// before timing existed (inlined, no timing branch).
+    #[inline(always)]
+    fn run_handle<const TIMED: bool>(
+        slf: &Bound<'_, Self>,
+        handle: Py<Handle>,
+        t0: f64,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let handle = handle.into_bound(py);
@@ -205,26 +251,35 @@ impl Loop {
                 });
             }
         }
-        let cancelled = h.is_cancelled();
-        let result = if cancelled {
-            this.state.with(py, |s| {
-                s.stats.counters.callbacks_run -= 1;
-                s.stats.counters.callbacks_cancelled += 1;
-            });
+        let result = if h.is_cancelled() {
+            this.count_cancelled_callback(py);
             Ok(())
-        } else if this.debug() {
-            Self::run_debug(slf, &handle)
         } else {
-            Handle::run(&handle)
-        };
-        let timed = match t0 {
-            Some(t0) if !cancelled => {
-                this.record_callback(py, monotonic() - t0, || Ok(handle.repr()?.to_string()))
+            let result = if this.debug() {
+                Self::run_debug(slf, &handle)
+            } else {
+                Handle::run(&handle)
+            };
+            if TIMED {
+                let timed = this.record_callback(py, monotonic() - t0, || describe_handle(&handle));
+                result.and(timed)
+            } else {
+                result
             }
-            _ => Ok(()),
         };
         Handle::release(py, this, handle.unbind());
-        result.and(timed)
+        result
+    }
+
+    /// A handle taken from the ready queue was cancelled: counted as
+    /// cancelled rather than run.
+    #[cold]
+    #[inline(never)]
+    fn count_cancelled_callback(&self, py: Python<'_>) {
+        self.state.with(py, |s| {
+            s.stats.counters.callbacks_run -= 1;
+            s.stats.counters.callbacks_cancelled += 1;
+        });
     }
 
     /// Runs a watcher whose descriptor is ready. Like a callback, an
@@ -383,4 +438,19 @@ impl Loop {
         }
         Ok(())
     }
+}
+
+/// What a timed handle ran, for the slowest callbacks: the task it stepped
+/// (a task's step or wake-up), or else the handle itself.
+fn describe_handle(handle: &Bound<'_, Handle>) -> PyResult<String> {
+    let py = handle.py();
+    if let Some(callback) = Handle::_callback(handle.get(), py) {
+        if let Ok(owner) = callback.bind(py).getattr(intern!(py, "__self__")) {
+            let task_type = py_refs::task_type(py)?;
+            if owner.is_instance(task_type)? {
+                return Ok(format!("step of {}", owner.repr()?));
+            }
+        }
+    }
+    Ok(handle.repr()?.to_string())
 }
