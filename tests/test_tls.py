@@ -663,3 +663,70 @@ def test_connect_accepted_socket_with_tls(loop, certs):
         listener.close()
 
     loop.run_until_complete(main())
+
+
+def _open_descriptors():
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _alive(kind):
+    import gc
+
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, kind))
+
+
+def test_connection_churn_leaves_nothing_behind(loop, certs):
+    """Hundreds of TLS connections opened, used and closed (some by the
+    client, some by the server, some aborted mid-handshake): no descriptor,
+    TLS object or transport outlives its connection."""
+    import gc
+
+    async def server_handler(reader, writer):
+        data = await reader.read(100)
+        if data == b"server closes":
+            writer.write(b"bye")
+            writer.close()
+            return
+        await echo_once(reader, writer, data)
+
+    async def echo_once(reader, writer, data):
+        writer.write(data)
+        await writer.drain()
+        await reader.read(100)  # the client's end of stream
+        writer.close()
+
+    async def one(port, i, client_ctx):
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=client_ctx, server_hostname="localhost")
+        message = b"server closes" if i % 3 == 0 else b"ping %d" % i
+        writer.write(message)
+        reply = await reader.read(100)
+        assert reply == (b"bye" if i % 3 == 0 else message)
+        writer.close()
+        await writer.wait_closed()
+
+    async def aborted(port):
+        # A client that connects and goes away before the handshake ends.
+        sock = socket.create_connection((HOST, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    async def main():
+        server, port = await tls_server(server_handler, certs.server_context(), ssl_handshake_timeout=5)
+        client_ctx = certs.client_context()
+        for round_ in range(4):
+            await asyncio.gather(*(one(port, i, client_ctx) for i in range(50)))
+            await aborted(port)
+        await close_server(server)
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())  # warm up: caches, pools, lazily made objects
+    gc.collect()
+    descriptors, objects = _open_descriptors(), _alive(ssl.SSLObject)
+    loop.run_until_complete(main())
+    assert _open_descriptors() == descriptors
+    assert _alive(ssl.SSLObject) == objects
+    assert _alive(asyncio.BaseTransport) == 0
