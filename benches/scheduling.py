@@ -342,6 +342,11 @@ def run_one(key, loop_name, scale):
     print(f"ops {n}")
 
 
+def fmt(value, spec, suffix=""):
+    """``value`` formatted, or n/a for a row a loop could not run."""
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -357,7 +362,13 @@ def instructions(key, loop_name, args):
     if args.diagnostics:
         command.append("--diagnostics")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        # This loop cannot run this row (a baseline from before the row's
+        # feature existed, a peer without it): n/a.
+        last = done.stderr.strip().splitlines()[-1:] or ["?"]
+        print(f"  {loop_name} cannot run {key}: {last[0]}", file=sys.stderr)
+        return None, 0
     match = COLLECTED.search(done.stderr)
     if not match:
         raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-2000:]}")
@@ -374,19 +385,22 @@ def callgrind_table(rows, args):
         per_op = {}
         for name in names:
             count, ops = instructions(key, name, args)
-            per_op[name] = (count - base[name]) / ops
-        ratio = {name: per_op[name] / per_op["ferroloop"] for name in others}
+            per_op[name] = None if count is None else (count - base[name]) / ops
+        if per_op["ferroloop"] is None:
+            raise SystemExit(f"ferroloop cannot run {key}")
+        ratio = {n: None if per_op[n] is None else per_op[n] / per_op["ferroloop"] for n in others}
         table.append((key, title, per_op, ratio))
-        cells = "  ".join(f"{name} {per_op[name]:8.0f} Ir/op" for name in names)
-        ratios = "  ".join(f"x{ratio[n]:.3f} vs {n}" for n in others)
+        cells = "  ".join(f"{name} {fmt(per_op[name], '8.0f')} Ir/op" for name in names)
+        ratios = "  ".join(f"x{fmt(ratio[n], '.3f')} vs {n}" for n in others)
         print(f"{key:22} {cells}  |  {ratios}", flush=True)
     if args.markdown:
         print()
         print("| benchmark | " + " | ".join(f"{n} (Ir/op)" for n in names) + " | " + " | ".join(f"vs {n}" for n in others) + " |")
         print("|" + "---|" * (1 + len(names) + len(others)))
         for key, title, per_op, ratio in table:
-            cells = " | ".join(f"{per_op[n]:.0f}" for n in names)
-            print(f"| {title} | {cells} | " + " | ".join(f"{ratio[n]:.3f}x" for n in others) + " |")
+            cells = " | ".join(fmt(per_op[n], ".0f") for n in names)
+            ratios = " | ".join(fmt(ratio[n], ".3f", "x") for n in others)
+            print(f"| {title} | {cells} | {ratios} |")
 
 
 def main():
