@@ -53,7 +53,7 @@ def require(module):
 def require_program(name, package):
     """The path of program ``name``, or a skip naming its Debian package."""
     path = shutil.which(name) or next(
-        (str(p) for p in sorted(pathlib.Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))),
+        (str(p) for p in sorted(pathlib.Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)),
         None,
     )
     if path is None:
@@ -189,6 +189,26 @@ def certs(tmp_path_factory):
     server.private_key_pem.write_to_path(str(Certs.server_key))
     client.private_key_and_cert_chain_pem.write_to_path(str(Certs.client_chain))
     return Certs
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A Redis server of this session (integration/servers.py)."""
+    program = require_program("redis-server", "redis-server")
+    from servers import redis_server
+
+    with redis_server(program) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(certs):
+    """A PostgreSQL server of this session, with TLS (integration/servers.py)."""
+    program = require_program("postgres", "postgresql")
+    from servers import postgres_server
+
+    with postgres_server(os.path.dirname(program), certs.server_cert, certs.server_key) as server:
+        yield server
 
 
 def free_port():
