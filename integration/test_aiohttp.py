@@ -165,3 +165,45 @@ def test_https_both_directions(run, loop_name, certs, client_cert, same_results)
         assert r.pop("loop") == loop_name
     client = "client@example.org" if client_cert else None
     assert same_results(results) == [{"tls": "TLSv1.3", "client": client}] * 2
+
+
+@pytest.mark.parametrize(
+    "how, expect",
+    [
+        ("run_app(loop=ferroloop.new_event_loop())", "ferroloop"),
+        ("python -m ferroloop app.py", "ferroloop"),
+        ("python app.py", "asyncio"),
+    ],
+)
+def test_run_app_selection(how, expect):
+    """The ways README says select ferroloop for ``web.run_app``."""
+    import asyncio
+    import subprocess
+    import urllib.request
+
+    from conftest import HERE, PYTHON, subprocess_env
+
+    app = str(HERE / "apps" / "aiohttp_app.py")
+    argv = {
+        "run_app(loop=ferroloop.new_event_loop())": [PYTHON, app, "ferroloop"],
+        "python -m ferroloop app.py": [PYTHON, "-m", "ferroloop", app],
+        "python app.py": [PYTHON, app],
+    }[how]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        port = int(proc.stdout.readline())
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+                    module = resp.read().decode()
+                break
+            except OSError:
+                asyncio.run(asyncio.sleep(0.05))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stop", timeout=5) as resp:
+            resp.read()
+        assert proc.wait(15) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert module.split(".")[0] == expect

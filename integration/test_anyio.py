@@ -227,3 +227,21 @@ def test_processes(anyio_run, same_results):
     assert same_results(anyio_run(main)) == (
         b"HELLO ANYIO\n", 0, b"oops\n", 3, ("CalledProcessError", 1), True, 0, -15,
     )
+
+
+def test_install_selects_ferroloop_for_anyio_run():
+    """``ferroloop.install()`` also reaches ``anyio.run`` (no loop_factory:
+    anyio's runner asks asyncio's policy for the loop)."""
+    import subprocess
+
+    from conftest import PYTHON
+
+    code = (
+        "import asyncio, anyio, ferroloop\n"
+        "ferroloop.install()\n"
+        "async def main():\n"
+        "    return type(asyncio.get_running_loop()).__module__\n"
+        "print(anyio.run(main))\n"
+    )
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "ferroloop._loop\n"

@@ -9,7 +9,7 @@ or, for a project, in its pytest configuration::
 
 No conftest is needed:
 
-- pytest-asyncio (the versions that have the ``pytest_asyncio_loop_factories``
+- pytest-asyncio 1.4 and later (which have the ``pytest_asyncio_loop_factories``
   hook): this plugin implements the hook, so every asyncio test and fixture
   runs on a ferroloop loop made by ``ferroloop.new_event_loop``. A conftest
   that implements the hook itself takes precedence.
@@ -63,7 +63,7 @@ def pytest_configure(config):
     if asyncio_plugin is not None and getattr(config.hook, _HOOK).spec is None:
         raise pytest.UsageError(
             "ferroloop.pytest: this pytest-asyncio has no %s hook, through which "
-            "the plugin selects ferroloop; upgrade pytest-asyncio" % _HOOK
+            "the plugin selects ferroloop; pytest-asyncio 1.4 or later has it" % _HOOK
         )
 
 
