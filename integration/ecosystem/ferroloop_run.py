@@ -1,8 +1,8 @@
 """Loaded with ``-p ferroloop_run`` next to ``-p ferroloop.pytest`` in the
 ferroloop run of run_suites.py:
 
-- counts the ferroloop loops the suite's tests create and writes the count to
-  ``$FERROLOOP_PROBE_FILE`` at the end, so that a run that silently stayed
+- counts the ferroloop loops the suite's tests create and appends the count
+  to ``$FERROLOOP_PROBE_FILE`` at the end (a line per pytest process), so that a run that silently stayed
   on asyncio's loop is caught;
 - gives ferroloop's ``subprocess_exec``/``subprocess_shell`` the allowance
   blockbuster (which anyio's suite uses to find blocking calls in the event
@@ -44,5 +44,6 @@ else:
 
 
 def pytest_unconfigure(config):
-    with open(os.environ["FERROLOOP_PROBE_FILE"], "w") as f:
-        f.write(str(_made))
+    # Appended: with pytest-xdist, each worker and the controller write.
+    with open(os.environ["FERROLOOP_PROBE_FILE"], "a") as f:
+        f.write("%d\n" % _made)

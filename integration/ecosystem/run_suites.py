@@ -65,6 +65,20 @@ SUITES = {
         ipv6_tests="ipv6 or dualstack",
         selects_loop="anyio_backend ('asyncio', {'debug': True}) -> loop_factory=ferroloop.new_event_loop",
     ),
+    # uvicorn's tests run their servers in the test's loop through anyio's
+    # pytest plugin (its conftest's anyio_backend is "asyncio"), in 4
+    # processes (pytest-xdist: they mostly wait on sockets and timers).
+    # Its own pytest configuration adds "-n 8"; the args below replace it.
+    "uvicorn": Suite(
+        dist="uvicorn",
+        requirements=[
+            "uvicorn[standard]=={version}", "pytest>=9", "pytest-mock", "pytest-xdist", "trustme",
+            "cryptography", "httpx2", "a2wsgi", "wsproto", "zttp",
+        ],
+        args=["-p", "no:asyncio", "-o", "addopts=-rxXs --strict-config", "--ignore", "tests/benchmarks",
+              "-n", "4"],
+        selects_loop="anyio_backend 'asyncio' -> loop_factory=ferroloop.new_event_loop",
+    ),
 }
 
 
@@ -160,7 +174,8 @@ def localhost_has_ipv6():
 
 
 def run_suite(name, suite, work):
-    pip("install", *suite.requirements)
+    installed = importlib.metadata.version(suite.dist)
+    pip("install", *(r.format(version=installed) for r in suite.requirements))
     version, tree = source_tree(suite.dist)
     env = dict(os.environ)
     env.pop("PYTHONASYNCIODEBUG", None)
@@ -171,13 +186,15 @@ def run_suite(name, suite, work):
         print(f"  left out on both loops: {suite.ipv6_tests} (this machine's 'localhost' has no IPv6 address)")
         i = args.index("-k") + 1
         args[i] = f"({args[i]}) and not ({suite.ipv6_tests})"
+    (work / f"{name}-probe").unlink(missing_ok=True)
     asyncio_time, on_asyncio = run_pytest(tree, args, work / f"{name}-asyncio.xml", env)
     probe = work / f"{name}-probe"
     fenv = dict(env, FERROLOOP_PROBE_FILE=str(probe), PYTHONPATH=os.pathsep.join(
         [str(HERE)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
     fargs = [*args, "-p", "ferroloop.pytest", "-p", "ferroloop_run"]
     ferro_time, on_ferroloop = run_pytest(tree, fargs, work / f"{name}-ferroloop.xml", fenv)
-    loops_made = int(probe.read_text()) if probe.exists() else 0
+    # One line per pytest process (the workers of pytest-xdist, if any).
+    loops_made = sum(int(n) for n in probe.read_text().split()) if probe.exists() else 0
 
     regressions = sorted(t for t, o in on_ferroloop.items() if o == "failed" and on_asyncio.get(t) == "passed")
     both = sorted(t for t, o in on_ferroloop.items() if o == "failed" and on_asyncio.get(t) == "failed")
