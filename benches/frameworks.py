@@ -30,7 +30,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from network import cpu_seconds, free_port, peak_rss_mib, run_load  # noqa: E402
+from network import cpu_seconds, free_port, peak_rss_mib, run_load, stop_process  # noqa: E402
 
 LOOPS = ["ferroloop", "asyncio", "uvloop"]
 UVICORN_LOOP = {"ferroloop": "ferroloop:new_event_loop", "asyncio": "asyncio", "uvloop": "uvloop"}
@@ -73,12 +73,7 @@ def measure(row, loop, seconds):
         cpu = cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, 10)
     return count / elapsed, cpu / count * 1e6, rss
 
 

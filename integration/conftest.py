@@ -101,17 +101,19 @@ def loop_factory(loop_name):
     assert factory.errors == [], f"unexpected exception handler calls: {factory.errors}"
 
 
+async def checked(loop_name, async_fn, *args):
+    """Awaits ``async_fn(*args)`` after checking the running loop's kind."""
+    check_loop(loop_name)
+    return await async_fn(*args)
+
+
 @pytest.fixture
 def run(loop_name, loop_factory):
     """``run(async_fn, *args)``: runs it on a new loop of the test's kind."""
 
     def run(async_fn, *args):
-        async def checked():
-            check_loop(loop_name)
-            return await async_fn(*args)
-
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(checked())
+            return runner.run(checked(loop_name, async_fn, *args))
 
     return run
 

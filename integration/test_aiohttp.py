@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from conftest import check_loop, require
+from conftest import require
 
 aiohttp = require("aiohttp")
 from aiohttp import web  # noqa: E402

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import check_loop, require
+from conftest import checked, require
 
 anyio = require("anyio")
 require("anyio.streams.tls")
@@ -18,11 +18,9 @@ require("anyio.streams.tls")
 @pytest.fixture
 def anyio_run(loop_name, loop_factory):
     def run(async_fn, *args):
-        async def checked():
-            check_loop(loop_name)
-            return await async_fn(*args)
-
-        return anyio.run(checked, backend="asyncio", backend_options={"loop_factory": loop_factory})
+        return anyio.run(
+            checked, loop_name, async_fn, *args, backend="asyncio", backend_options={"loop_factory": loop_factory}
+        )
 
     return run
 

@@ -26,6 +26,7 @@ def pytest_asyncio_loop_factories(config, item):
 
 
 def run_pytest(tmp_path, files, expect, args=(), conftest=None):
+    shutil.copy(SAMPLES / "sample_events.py", tmp_path)
     for name in files:
         shutil.copy(SAMPLES / name, tmp_path / ("test_" + name.removeprefix("sample_")))
     if conftest:

@@ -5,18 +5,16 @@ an aiohttp client on the same kind of loop."""
 
 import asyncio
 import hashlib
-import os
 import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import LOOP_SPECS, PYTHON, check_loop, require, subprocess_env
+from conftest import LOOP_SPECS, PYTHON, require, subprocess_env
 
 require("uvicorn")
 require("starlette")

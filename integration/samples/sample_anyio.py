@@ -1,22 +1,11 @@
 """anyio tests run by test_pytest_plugins.py in a child pytest, with anyio's
 own pytest plugin and its default ``anyio_backend`` fixture."""
 
-import asyncio
-import os
 
 import anyio
 import pytest
 
-EXPECT = os.environ["EXPECT_LOOP"]
-
-
-def log(event):
-    with open(os.environ["EVENTS_LOG"], "a") as f:
-        f.write(event + "\n")
-
-
-def loop_kind():
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+from sample_events import EXPECT, log, loop_kind
 
 
 @pytest.fixture

@@ -4,22 +4,12 @@ fixtures whose teardown awaits. ``EXPECT_LOOP`` names the loop they must run
 on; ``EVENTS_LOG`` collects what the fixtures and tests did, in order."""
 
 import asyncio
-import os
 import sys
 
 import pytest
 import pytest_asyncio
 
-EXPECT = os.environ["EXPECT_LOOP"]
-
-
-def log(event):
-    with open(os.environ["EVENTS_LOG"], "a") as f:
-        f.write(event + "\n")
-
-
-def loop_kind():
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+from sample_events import EXPECT, log, loop_kind
 
 
 @pytest_asyncio.fixture
