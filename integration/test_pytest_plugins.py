@@ -50,7 +50,7 @@ def run_pytest(tmp_path, files, expect, args=(), conftest=None):
 
 
 ASYNCIO_FILES = ["sample_pytest_asyncio.py"]
-ANYIO_FILES = ["sample_anyio.py", "sample_anyio_options.py"]
+ANYIO_FILES = ["sample_anyio.py", "sample_anyio_options.py", "sample_anyio_factory.py"]
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_anyio_plugin(how, tmp_path):
     expect = "asyncio" if how.startswith("asyncio") else "ferroloop"
     args = ["-p", "ferroloop.pytest"] if how.startswith("-p") else []
     counts, events, out = run_pytest(tmp_path, ANYIO_FILES, expect, args)
-    assert counts == {"tests": 3, "failures": 0, "errors": 0, "skipped": 0}, out
+    assert counts == {"tests": 4, "failures": 0, "errors": 0, "skipped": 0}, out
     assert events == ["test on <loop>", "teardown resource on <loop>"]
 
 
