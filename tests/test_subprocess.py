@@ -555,7 +555,14 @@ def test_signalling_an_exited_child_does_not_take_its_status(loop_kind, loop):
         pytest.skip("asyncio 3.11 and 3.12 poll the child in send_signal, which can reap it (gh-87744)")
 
     async def main():
-        proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
+        # The child exits once it reads a line, so that it cannot exit (and
+        # be reaped by the loop) while the loop starts it; the write goes out
+        # at once (nothing is queued), and no turn of the loop runs before
+        # the child has exited.
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "read line; exit 3", stdin=asyncio.subprocess.PIPE
+        )
+        proc.stdin.write(b"go\n")
         # Wait until the child has exited, leaving it to the loop to reap.
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         proc.send_signal(signal.SIGUSR1)
