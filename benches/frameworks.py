@@ -47,7 +47,7 @@ def server_command(row, loop, port):
     return [sys.executable, str(HERE / "framework_apps.py"), "aiohttp", loop, str(port)]
 
 
-def wait_listening(port, proc, timeout=20):
+def wait_listening(port, proc, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
