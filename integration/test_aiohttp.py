@@ -192,7 +192,7 @@ def test_run_app_selection(how, expect):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     try:
         port = int(proc.stdout.readline())
-        for _ in range(100):
+        for _ in range(600):  # up to 30 s: a loaded machine starts it slowly
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
                     module = resp.read().decode()
