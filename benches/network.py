@@ -120,6 +120,17 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
+def stop_process(proc, sig, timeout):
+    """Sends ``sig``; kills the process if it has not exited ``timeout``
+    seconds later."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def measure(server, mode, transport, size, seconds, tmpdir):
     """One run: returns (messages per second, CPU µs per message, RSS MiB)
     or None if this server cannot run this row."""
@@ -153,12 +164,7 @@ def measure(server, mode, transport, size, seconds, tmpdir):
         cpu = cpu_seconds(proc.pid) - cpu0
         rss = peak_rss_mib(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGTERM, 5)
     if count == 0:
         return None
     return count / elapsed, cpu / count * 1e6, rss

@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import gc
 import io
 import os
 import socket
@@ -86,6 +87,33 @@ def test_sock_connect_refused(loop):
             assert nothing_registered(loop, s)
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("how", ["sock_connect", "create_connection"])
+def test_refused_connection_error_keeps_no_frame_alive(loop, how):
+    """The exception of a refused connection is referenced by nothing of the
+    loop's once caught: no future kept alive by a frame of its traceback
+    (CPython gh-124859; anyio's test_happy_eyeballs_refcycles)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    errors = []
+
+    async def attempt():
+        try:
+            if how == "create_connection":
+                await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            else:
+                with socket.socket() as sock:
+                    sock.setblocking(False)
+                    await loop.sock_connect(sock, ("127.0.0.1", port))
+        except OSError as exc:
+            errors.append(exc)
+
+    loop.run_until_complete(loop.create_task(attempt()))
+    exc = errors.pop()
+    assert isinstance(exc, ConnectionRefusedError)
+    assert gc.get_referrers(exc) == []
 
 
 def test_sock_datagrams(loop):

@@ -46,7 +46,13 @@ class SockMixin:
         handle = register(fd, self._sock_retry, fut, operation, args)
         unregister = self._remove_writer if writing else self._remove_reader
         fut.add_done_callback(functools.partial(self._sock_done, unregister, fd, handle))
-        return await fut
+        try:
+            return await fut
+        finally:
+            # The exception's traceback holds this frame: without this, the
+            # frame, the future and the exception keep each other alive
+            # (asyncio breaks the same cycle, CPython gh-124859).
+            fut = handle = None
 
     @staticmethod
     def _sock_done(unregister, fd, handle, fut):
@@ -67,6 +73,8 @@ class SockMixin:
             fut.set_exception(exc)
         else:
             fut.set_result(result)
+        finally:
+            fut = None  # the exception's traceback holds this frame (see _sock_wait)
 
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from ``sock``."""
