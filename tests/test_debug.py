@@ -118,3 +118,19 @@ def test_callback_error_in_debug_mode_has_source_traceback(loop):
     (error,) = loop.errors
     loop.errors.clear()
     assert error["source_traceback"][-1][0] == __file__
+
+
+def test_future_creation_traceback_ends_as_on_asyncio(loop, stdlib_loop):
+    """asyncio's ``create_future`` is Python, so in debug mode the future's
+    creation traceback (and its repr's "created at") ends in that method's
+    frame, not at the caller's line."""
+    seen = []
+    for lp in (loop, stdlib_loop):
+        lp.set_debug(True)
+        fut = lp.create_future()
+        last = fut._source_traceback[-1]
+        seen.append((last.filename, last.name, last.lineno, len(fut._source_traceback), repr(fut)))
+        fut.cancel()
+    assert seen[0] == seen[1]
+    assert seen[0][1] == "create_future"
+
