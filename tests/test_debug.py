@@ -134,3 +134,25 @@ def test_future_creation_traceback_ends_as_on_asyncio(loop, stdlib_loop):
     assert seen[0] == seen[1]
     assert seen[0][1] == "create_future"
 
+
+def test_callback_arguments_in_error_reports_follow_debug_mode(loop, stdlib_loop):
+    """Where asyncio shows a callback's arguments only in debug mode (3.13+),
+    the handle's repr and the report of its exception do the same."""
+
+    def fails(*args):
+        raise ValueError("no")
+
+    seen = []
+    for lp in (loop, stdlib_loop):
+        texts = []
+        for debug in (False, True):
+            lp.set_debug(debug)
+            handle = lp.call_soon(fails, 1, "two")
+            texts.append(re.sub(r" created at \S+", "", repr(handle)))
+            run_briefly(lp)
+            (error,) = lp.errors
+            lp.errors.clear()
+            texts.append(error["message"])
+        seen.append(texts)
+    assert seen[0] == seen[1]
+    assert "fails(1, 'two')" in seen[0][2]

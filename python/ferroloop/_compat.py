@@ -17,7 +17,7 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, coroutines, events, tasks, unix_events
+from asyncio import base_events, coroutines, events, format_helpers, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ __all__ = (
     "SERVER_ATTACH_TAKES_TRANSPORT",
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
+    "FORMAT_CALLBACK_TAKES_DEBUG",
     "THREADSAFE_HANDLE_WAITS",
     "iscoroutinefunction",
     "C_TASK",
@@ -182,6 +183,13 @@ SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_ta
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
 HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# ``format_helpers._format_callback_source(func, args, *, debug=False)``
+# shows a callback's arguments only with ``debug=True``, which asyncio's
+# handles pass as their loop's debug mode (3.13 and later, gh-112730's
+# follow-up; arguments may hold secrets). Before, it takes ``(func, args)``
+# and always shows them. Read by ``_hooks.format_callback``.
+FORMAT_CALLBACK_TAKES_DEBUG: bool = "debug" in _parameters(format_helpers._format_callback_source)
 
 # ``call_soon_threadsafe`` returns a ``_ThreadSafeHandle``, whose
 # ``cancel()`` (and ``cancelled()``) from another thread waits for a callback
