@@ -555,7 +555,12 @@ def test_signalling_an_exited_child_does_not_take_its_status(loop_kind, loop):
         pytest.skip("asyncio 3.11 and 3.12 poll the child in send_signal, which can reap it (gh-87744)")
 
     async def main():
-        proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
+        # The child exits once its input ends, below, where this coroutine
+        # does not yield to the loop (which could otherwise reap it first).
+        read_end, write_end = os.pipe()
+        proc = await asyncio.create_subprocess_exec("sh", "-c", "read line; exit 3", stdin=read_end)
+        os.close(read_end)
+        os.close(write_end)
         # Wait until the child has exited, leaving it to the loop to reap.
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         proc.send_signal(signal.SIGUSR1)
