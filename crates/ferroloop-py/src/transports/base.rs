@@ -388,13 +388,16 @@ fn call_soon_method<T: Transport>(
     Loop::call_soon_plain(slf.get().base().lp(slf.py()), method, args)
 }
 
-/// Schedules `_call_connection_lost(exc)`.
+/// Schedules `_call_connection_lost(exc)`: the face's method, so that a
+/// report of an exception raised by `connection_lost` names the face's
+/// class ("Exception in callback SocketTransport._call_connection_lost(...)"),
+/// as asyncio's names its transport's.
 fn schedule_connection_lost<T: Transport>(
     slf: &Bound<'_, T>,
     exc: Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let py = slf.py();
-    let method = slf.as_any().getattr(intern!(py, "_call_connection_lost"))?;
+    let method = face(slf).getattr(intern!(py, "_call_connection_lost"))?;
     call_soon_method(slf, &method, PyTuple::new(py, [exc])?)
 }
 
