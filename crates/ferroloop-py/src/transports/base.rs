@@ -33,7 +33,7 @@ use std::os::fd::RawFd;
 
 use ferroloop_core::transport::flow::{FlowControl, DEFAULT_HIGH_WATER};
 use ferroloop_core::transport::lifecycle::{Close, Lifecycle};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -519,6 +519,10 @@ pub fn start<T: Transport>(
 ) -> PyResult<()> {
     let py = slf.py();
     let base = slf.get().base();
+    // A core whose protocol is gone (closed, or given None) cannot start.
+    let Some(protocol) = base.protocol(py) else {
+        return Err(PyRuntimeError::new_err("the transport has no protocol"));
+    };
     let old = base.st.with(py, |s| s.face.replace(face.clone().unbind()));
     drop(old);
     let server = base
@@ -528,7 +532,6 @@ pub fn start<T: Transport>(
         attach(&face, server.bind(py))?;
     }
     Loop::adopt_fd(base.lp(py), base.fd, slf.as_any())?;
-    let protocol = base.protocol(py).expect("new transport has a protocol");
     let connection_made = protocol.getattr(py, intern!(py, "connection_made"))?;
     call_soon_method(slf, connection_made.bind(py), PyTuple::new(py, [&face])?)?;
     let start_reading = slf.as_any().getattr(intern!(py, "_start_reading"))?;
