@@ -17,7 +17,7 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, coroutines, events, format_helpers, tasks, unix_events
+from asyncio import base_events, coroutines, events, format_helpers, selector_events, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ __all__ = (
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
     "FORMAT_CALLBACK_TAKES_DEBUG",
+    "WRITELINES_TAKES_VIEWS",
     "THREADSAFE_HANDLE_WAITS",
     "iscoroutinefunction",
     "C_TASK",
@@ -183,6 +184,14 @@ SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_ta
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
 HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# The stream transport's ``writelines`` is its own (3.12 and later, with
+# ``sendmsg``): it refuses after ``write_eof()`` with its own message, does
+# nothing for a falsy argument, and takes ``memoryview(item)`` of each item
+# (so wrong items fail as ``memoryview`` fails). Before, it is
+# ``WriteTransport.writelines``: ``write(b"".join(list_of_data))``. Read by
+# the native stream transport's ``writelines``.
+WRITELINES_TAKES_VIEWS: bool = "writelines" in vars(selector_events._SelectorSocketTransport)
 
 # ``format_helpers._format_callback_source(func, args, *, debug=False)``
 # shows a callback's arguments only with ``debug=True``, which asyncio's
