@@ -39,6 +39,7 @@ __all__ = (
     "HANDLER_RUNS_IN_CONTEXT",
     "FORMAT_CALLBACK_TAKES_DEBUG",
     "WRITELINES_TAKES_VIEWS",
+    "RUN_UNTIL_COMPLETE_CB",
     "THREADSAFE_HANDLE_WAITS",
     "iscoroutinefunction",
     "C_TASK",
@@ -184,6 +185,13 @@ SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_ta
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
 HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# ``base_events._run_until_complete_cb``: the done callback asyncio's
+# ``run_until_complete`` adds to its future, which ferroloop's adds too, so
+# that the future's repr (``cb=[_run_until_complete_cb() at ...]``, shown in
+# errors about it) is asyncio's. Every supported version has it; None if a
+# later one drops it (the loop then uses a callback of its own).
+RUN_UNTIL_COMPLETE_CB: Callable[[Any], None] | None = getattr(base_events, "_run_until_complete_cb", None)
 
 # The stream transport's ``writelines`` is its own (3.12 and later, with
 # ``sendmsg``): it refuses after ``write_eof()`` with its own message, does
