@@ -535,6 +535,11 @@ def _cases():
         add(f"{kind} set_write_buffer_limits nan", lambda e, m=make: m(e).set_write_buffer_limits(float("nan")))
         add(f"{kind} get_extra_info int", lambda e, m=make: m(e).get_extra_info(1))
         add(f"{kind} write_eof then write", lambda e, m=make: (lambda t: (t.write_eof(), t.write(b"x")))(m(e)))
+        add(
+            f"{kind} write_eof then writelines",
+            lambda e, m=make: (lambda t: (t.write_eof(), t.writelines([b"x"])))(m(e)),
+        )
+        add(f"{kind} writelines zero", lambda e, m=make: m(e).writelines(0))
     for kind, make in {"stream": Env.transport, "read pipe": Env.read_pipe_transport, "tls": Env.tls_transport}.items():
         add(f"{kind} pause_reading twice", lambda e, m=make: (lambda t: (t.pause_reading(), t.pause_reading()))(m(e)))
         add(f"{kind} resume_reading unpaused", lambda e, m=make: m(e).resume_reading())
