@@ -11,22 +11,18 @@ or a Rust ``PanicException``; and the loop still runs afterwards.
 
 import asyncio
 import concurrent.futures
-import errno
 import gc
 import os
 import re
 import signal
 import socket
 import ssl
-import sys
 import tempfile
 
 import pytest
 
 import ferroloop
-from conftest import LOOP_FACTORIES
-
-trustme = pytest.importorskip("trustme")
+from conftest import LOOP_FACTORIES, tls_contexts
 
 HUNG = 10
 
@@ -52,8 +48,6 @@ def _normalize(text):
 class Env:
     """The objects a case is called on, made on demand for one loop, closed
     at the end."""
-
-    _CA = None
 
     def __init__(self, loop):
         self.loop = loop
@@ -167,16 +161,9 @@ class Env:
         self._later(transport.abort)
         return transport
 
-    @classmethod
-    def contexts(cls):
-        if cls._CA is None:
-            ca = trustme.CA()
-            server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ca.issue_cert("localhost").configure_cert(server)
-            client = ssl.create_default_context()
-            ca.configure_trust(client)
-            cls._CA = (server, client)
-        return cls._CA
+    @staticmethod
+    def contexts():
+        return tls_contexts()
 
     def server(self):
         server = self.run(self.loop.create_server(asyncio.Protocol, "127.0.0.1", 0))
@@ -246,17 +233,6 @@ class Case:
 
     def __repr__(self):
         return self.name
-
-
-def _bad_values():
-    return {
-        "None": None,
-        "str": "1",
-        "float": 1.5,
-        "object": object(),
-        "negative": -1,
-        "huge": 2**64,
-    }
 
 
 def _cases():

@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from conftest import run_briefly, take_errors
+from conftest import run_briefly, take_errors, tls_contexts
 
 # How long a step may take before the test is considered hung (never reached
 # by a working loop).
@@ -377,12 +377,7 @@ def test_client_trickling_one_byte_at_a_time(loop, no_fd_leak):
 def test_tls_client_trickling_one_byte_at_a_time(loop, no_fd_leak):
     """A TLS client whose every byte (handshake and records) arrives in a
     segment of its own: the TLS layer reassembles partial records."""
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
     messages = [os.urandom(n) for n in (1, 100, 5000)]
     result = {}
 

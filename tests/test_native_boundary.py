@@ -25,14 +25,12 @@ import asyncio
 import itertools
 import os
 import socket
-import ssl
 
 import pytest
 
 import ferroloop
+from conftest import tls_contexts
 from ferroloop import _core
-
-trustme = pytest.importorskip("trustme")
 
 # Methods that would run, stop or close the loop or the object under test
 # (their wrong-argument errors are checked in test_bad_input.py).
@@ -89,11 +87,7 @@ def objects():
     loop = ferroloop.new_event_loop()
     a, b = socket.socketpair()
     a.setblocking(False)
-    ca = trustme.CA()
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
 
     async def make():
         stream, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)

@@ -11,7 +11,6 @@ features the programs used, and exits with status 1 if any diverged.
 
 import argparse
 import asyncio
-import os
 import pathlib
 import sys
 import time
