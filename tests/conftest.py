@@ -67,6 +67,25 @@ def stdlib_loop():
     yield from _recording_loop(LOOP_FACTORIES["asyncio"])
 
 
+_TLS_CONTEXTS = []
+
+
+def tls_contexts():
+    """A server context with a certificate for ``localhost`` and a client
+    context that trusts it (made by ``trustme`` once per session)."""
+    if not _TLS_CONTEXTS:
+        trustme = pytest.importorskip("trustme")
+        import ssl
+
+        ca = trustme.CA()
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("localhost").configure_cert(server)
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        _TLS_CONTEXTS.append((server, client))
+    return _TLS_CONTEXTS[0]
+
+
 def take_errors(loop):
     """The exception handler calls so far (consumed)."""
     errors = list(loop.errors)

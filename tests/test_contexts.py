@@ -16,9 +16,10 @@ import asyncio
 import contextvars
 import os
 import socket
-import ssl
 
 import pytest
+
+from conftest import tls_contexts
 
 var = contextvars.ContextVar("var", default="default")
 
@@ -256,12 +257,7 @@ def test_read_pipe_callbacks_see_the_creating_task(loop):
 
 
 def test_tls_callbacks_see_the_creating_task(loop):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = tls_contexts()
 
     async def main():
         server = await asyncio.start_server(talk_then_close, "127.0.0.1", 0, ssl=server_ctx)

@@ -118,3 +118,41 @@ def test_callback_error_in_debug_mode_has_source_traceback(loop):
     (error,) = loop.errors
     loop.errors.clear()
     assert error["source_traceback"][-1][0] == __file__
+
+
+def test_future_creation_traceback_ends_as_on_asyncio(loop, stdlib_loop):
+    """asyncio's ``create_future`` is Python, so in debug mode the future's
+    creation traceback (and its repr's "created at") ends in that method's
+    frame, not at the caller's line."""
+    seen = []
+    for lp in (loop, stdlib_loop):
+        lp.set_debug(True)
+        fut = lp.create_future()
+        last = fut._source_traceback[-1]
+        seen.append((last.filename, last.name, last.lineno, len(fut._source_traceback), repr(fut)))
+        fut.cancel()
+    assert seen[0] == seen[1]
+    assert seen[0][1] == "create_future"
+
+
+def test_callback_arguments_in_error_reports_follow_debug_mode(loop, stdlib_loop):
+    """Where asyncio shows a callback's arguments only in debug mode (3.13+),
+    the handle's repr and the report of its exception do the same."""
+
+    def fails(*args):
+        raise ValueError("no")
+
+    seen = []
+    for lp in (loop, stdlib_loop):
+        texts = []
+        for debug in (False, True):
+            lp.set_debug(debug)
+            handle = lp.call_soon(fails, 1, "two")
+            texts.append(re.sub(r" created at \S+", "", repr(handle)))
+            run_briefly(lp)
+            (error,) = lp.errors
+            lp.errors.clear()
+            texts.append(error["message"])
+        seen.append(texts)
+    assert seen[0] == seen[1]
+    assert "fails(1, 'two')" in seen[0][2]

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, coroutines, events, selector_events, tasks, unix_events
+from asyncio import base_events, coroutines, events, format_helpers, selector_events, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -37,6 +37,9 @@ __all__ = (
     "SERVER_ATTACH_TAKES_TRANSPORT",
     "SET_TASK_NAME",
     "HANDLER_RUNS_IN_CONTEXT",
+    "FORMAT_CALLBACK_TAKES_DEBUG",
+    "WRITELINES_TAKES_VIEWS",
+    "RUN_UNTIL_COMPLETE_CB",
     "THREADSAFE_HANDLE_WAITS",
     "iscoroutinefunction",
     "C_TASK",
@@ -185,6 +188,28 @@ SET_TASK_NAME: Callable[[object, object], None] | None = getattr(tasks, "_set_ta
 # which came with ``Task.get_context()``: 3.12 and later. On 3.11 the
 # handler runs in the caller's context.
 HANDLER_RUNS_IN_CONTEXT: bool = hasattr(asyncio.Task, "get_context")
+
+# ``base_events._run_until_complete_cb``: the done callback asyncio's
+# ``run_until_complete`` adds to its future, which ferroloop's adds too, so
+# that the future's repr (``cb=[_run_until_complete_cb() at ...]``, shown in
+# errors about it) is asyncio's. Every supported version has it; None if a
+# later one drops it (the loop then uses a callback of its own).
+RUN_UNTIL_COMPLETE_CB: Callable[[Any], None] | None = getattr(base_events, "_run_until_complete_cb", None)
+
+# The stream transport's ``writelines`` is its own (3.12 and later, with
+# ``sendmsg``): it refuses after ``write_eof()`` with its own message, does
+# nothing for a falsy argument, and takes ``memoryview(item)`` of each item
+# (so wrong items fail as ``memoryview`` fails). Before, it is
+# ``WriteTransport.writelines``: ``write(b"".join(list_of_data))``. Read by
+# the native stream transport's ``writelines``.
+WRITELINES_TAKES_VIEWS: bool = "writelines" in vars(selector_events._SelectorSocketTransport)
+
+# ``format_helpers._format_callback_source(func, args, *, debug=False)``
+# shows a callback's arguments only with ``debug=True``, which asyncio's
+# handles pass as their loop's debug mode (3.13 and later, gh-112730's
+# follow-up; arguments may hold secrets). Before, it takes ``(func, args)``
+# and always shows them. Read by ``_hooks.format_callback``.
+FORMAT_CALLBACK_TAKES_DEBUG: bool = "debug" in _parameters(format_helpers._format_callback_source)
 
 # ``call_soon_threadsafe`` returns a ``_ThreadSafeHandle``, whose
 # ``cancel()`` (and ``cancelled()``) from another thread waits for a callback

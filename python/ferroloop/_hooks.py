@@ -59,13 +59,22 @@ def _report_callback_error(
     """Called by native code when a callback raised ``exc``: report it
     through the loop's exception handler, as asyncio's ``Handle._run``
     does."""
-    source = format_helpers._format_callback_source(callback, args)
+    loop = cast(asyncio.AbstractEventLoop, handle._loop)
+    source = _format_callback(callback, args, loop)
     context = {"message": f"Exception in callback {source}", "exception": exc, "handle": handle}
     source_traceback = handle._source_traceback
     if source_traceback:
         context["source_traceback"] = source_traceback
-    loop = cast(asyncio.AbstractEventLoop, handle._loop)
     loop.call_exception_handler(context)
+
+
+def _format_callback(callback: object, args: tuple[Any, ...], loop: asyncio.AbstractEventLoop | None) -> str:
+    """asyncio's text for ``callback(*args)``: with the arguments only in
+    debug mode where asyncio shows them only then."""
+    if _compat.FORMAT_CALLBACK_TAKES_DEBUG:
+        debug = loop is not None and loop.get_debug()
+        return format_helpers._format_callback_source(callback, args, debug=debug)  # type: ignore[call-arg]
+    return format_helpers._format_callback_source(callback, args)
 
 
 def _extract_stack() -> traceback.StackSummary | None:
@@ -109,7 +118,7 @@ def _handle_repr(handle: _core.Handle) -> str:
     if isinstance(handle, _core.TimerHandle):
         parts.append(f"when={handle._when}")
     if handle._callback is not None:
-        parts.append(format_helpers._format_callback_source(handle._callback, handle._args))  # type: ignore[arg-type]
+        parts.append(_format_callback(handle._callback, handle._args, handle._loop))  # type: ignore[arg-type]
     source_traceback = handle._source_traceback
     if source_traceback:
         filename, lineno = source_traceback[-1][:2]

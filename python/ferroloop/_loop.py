@@ -136,6 +136,10 @@ def _stop_loop_when_done(fut):
     futures._get_loop(fut).stop()
 
 
+# asyncio's own, where it has it: see ``_compat.RUN_UNTIL_COMPLETE_CB``.
+_stop_loop_when_done = _compat.RUN_UNTIL_COMPLETE_CB or _stop_loop_when_done
+
+
 def _noop_signal_handler(signum, frame):
     """Installed for signals handled by the loop: Python then only writes
     the signal number to the wake-up descriptor."""

@@ -9,6 +9,7 @@ once and, if they would block, retried from the native readiness callbacks
 
 import functools
 import socket
+import sys
 
 from ._compat import HAS_IPV6
 from ._tls import check_ssl_socket
@@ -79,7 +80,7 @@ class SockMixin:
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from ``sock``."""
         self._check_sock(sock)
-        if type(sock) is socket.socket and type(n) is int and n > 0:
+        if type(sock) is socket.socket and type(n) is int and 0 < n <= sys.maxsize:
             data = self._sock_recv(sock, n)
             if type(data) is bytes:
                 return data

@@ -155,6 +155,11 @@ class SocketTransport(_WritingFace, transports.Transport):
     def _force_close(self, exc):
         self._core._force_close(exc)
 
+    # Scheduled by the core when the connection is lost; defined on each
+    # face, so that a report of connection_lost() raising names its class.
+    def _call_connection_lost(self, exc):
+        self._core._call_connection_lost(exc)
+
 
 class DatagramTransport(_SendingFace, transports.Transport, transports.DatagramTransport):
     """The datagram transport of UDP and Unix datagram sockets.
@@ -195,6 +200,9 @@ class DatagramTransport(_SendingFace, transports.Transport, transports.DatagramT
     def _force_close(self, exc):
         self._core._force_close(exc)
 
+    def _call_connection_lost(self, exc):
+        self._core._call_connection_lost(exc)
+
 
 class ReadPipeTransport(_PipeFace, transports.ReadTransport):
     """The read transport of a pipe, FIFO, socket or character device."""
@@ -216,6 +224,9 @@ class ReadPipeTransport(_PipeFace, transports.ReadTransport):
     def _paused(self):
         return not self._core.is_reading() and not self._core.is_closing()
 
+    def _call_connection_lost(self, exc):
+        self._core._call_connection_lost(exc)
+
 
 class WritePipeTransport(_PipeFace, _WritingFace, transports.WriteTransport):
     """The write transport of a pipe, FIFO, socket or character device."""
@@ -229,6 +240,9 @@ class WritePipeTransport(_PipeFace, _WritingFace, transports.WriteTransport):
         self.write = core.write
         self.writelines = core.writelines
         self.is_closing = core.is_closing
+
+    def _call_connection_lost(self, exc):
+        self._core._call_connection_lost(exc)
 
 
 class SSLProtocolTransport(transports.Transport):

@@ -39,6 +39,13 @@ pub fn threadsafe_handles_wait(py: Python<'_>) -> PyResult<bool> {
     probe(py, &CELL, "THREADSAFE_HANDLE_WAITS")
 }
 
+/// Whether asyncio's stream transport has a `writelines` of its own, which
+/// checks its argument as `memoryview`s (see `_compat.py`).
+pub fn writelines_takes_views(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    probe(py, &CELL, "WRITELINES_TAKES_VIEWS")
+}
+
 /// `tasks._set_task_name`, through which `create_task` names a task made by
 /// a task factory, where asyncio has it; `None` where `create_task` calls
 /// `task.set_name(name)` instead.

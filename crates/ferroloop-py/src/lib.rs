@@ -27,6 +27,17 @@
 //!    by pidfd or the SIGCHLD fallback) — watchers, which reach the loop
 //!    through its port.
 //!
+//! # Panics
+//! Every entry point from Python goes through PyO3's trampolines, which turn
+//! a panic into a `PanicException` (the release profile keeps Rust's
+//! unwinding panics for them to catch): the `#[pymethods]` and
+//! `#[pyfunction]`s, the GC and deallocation slots, and the vectorcall
+//! scheduling methods of `loop_/fastcall.rs` (through PyO3's own trampoline,
+//! see `cpython.rs`). The one C function installed without a trampoline is
+//! `Loop.get_debug` (`fastcall.rs`), which cannot panic. A panic is a bug all
+//! the same: `tests/test_native_boundary.py` calls every native method with
+//! absurd arguments and fails on a `PanicException`.
+//!
 //! # Adding a transport kind
 //! One file in `transports/` (a pyclass with a `TransportBase`, implementing
 //! `Transport` and invoking `transport_methods!`), registered below, and one

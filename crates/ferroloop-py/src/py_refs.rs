@@ -21,6 +21,9 @@ cached_attr!(
 cached_attr!(
     /// asyncio's C `Task` type.
     task_type, "asyncio.tasks", "Task");
+cached_attr!(
+    /// `asyncio.BaseEventLoop`, whose `create_future` debug mode uses.
+    base_event_loop, "asyncio.base_events", "BaseEventLoop");
 /// `asyncio.events`, whose `_get_running_loop`/`_set_running_loop` are
 /// looked up on every use, as asyncio's own loop does, so that code replacing
 /// them (CPython's tests of the pure-Python versions) is honoured.

@@ -47,6 +47,10 @@ static PREVIOUS_FLAGS: AtomicI32 = AtomicI32::new(0);
 /// Serialises installation checks.
 static INSTALL: Mutex<()> = Mutex::new(());
 
+/// The handler. It runs as a signal handler, outside any of PyO3's panic
+/// trampolines, and must not unwind: it only loads and stores atomics,
+/// writes to eventfds and calls the handler it replaced (no allocation,
+/// formatting, indexing or locking).
 extern "C" fn on_sigchld(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: reading errno through libc's thread-local accessor.
     let saved_errno = unsafe { *libc::__errno_location() };

@@ -4,7 +4,9 @@
 use std::os::fd::RawFd;
 
 use ferroloop_core::reactor::registry::Removed;
-use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyAttributeError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
@@ -16,16 +18,19 @@ use crate::source::{Direction, Source};
 
 /// Converts what asyncio accepts as a file object to a descriptor number,
 /// raising `ValueError("Invalid file object: ...")` as
-/// `_ensure_fd_no_transport` does. Negative numbers are returned as they are.
+/// `_ensure_fd_no_transport` does. Negative numbers are returned as they are;
+/// numbers beyond `i64` are saturated (no descriptor is that large: see
+/// `add_io` and `remove_io`, which treat every number above a C `int` as
+/// asyncio's selector does).
 pub(super) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     let py = obj.py();
-    if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>();
+    if let Ok(int) = obj.cast::<PyInt>() {
+        return Ok(saturated(int));
     }
     let converted = obj
         .call_method0(intern!(py, "fileno"))
         .and_then(|fileno| py.get_type::<PyInt>().call1((fileno,)))
-        .and_then(|fd| fd.extract::<i64>());
+        .and_then(|fd| Ok(saturated(fd.cast::<PyInt>()?)));
     match converted {
         Err(e)
             if e.is_instance_of::<PyAttributeError>(py)
@@ -39,6 +44,43 @@ pub(super) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
         }
         other => other,
     }
+}
+
+/// An int as an `i64`, saturated at either end.
+fn saturated(int: &Bound<'_, PyInt>) -> i64 {
+    int.extract::<i64>().unwrap_or_else(|_| {
+        if int.lt(0).unwrap_or(false) {
+            i64::MIN
+        } else {
+            i64::MAX
+        }
+    })
+}
+
+/// `ValueError("Invalid file descriptor: ...")` for the negative number `fd`
+/// of `fileobj` (shown as Python shows it when it was saturated).
+fn invalid_fd(fileobj: &Bound<'_, PyAny>, fd: i64) -> PyErr {
+    let shown = if fd == i64::MIN {
+        let py = fileobj.py();
+        let number = if fileobj.is_instance_of::<PyInt>() {
+            Ok(fileobj.clone())
+        } else {
+            fileobj
+                .call_method0(intern!(py, "fileno"))
+                .and_then(|fileno| py.get_type::<PyInt>().call1((fileno,)))
+        };
+        number
+            .and_then(|n| n.str().map(|s| s.to_string()))
+            .unwrap_or_else(|_| fd.to_string())
+    } else {
+        fd.to_string()
+    };
+    PyValueError::new_err(format!("Invalid file descriptor: {shown}"))
+}
+
+/// asyncio's selector hands descriptors to `epoll` as C `int`s.
+fn too_large_for_c_int() -> PyErr {
+    PyOverflowError::new_err("Python int too large to convert to C int")
 }
 
 impl Loop {
@@ -108,11 +150,8 @@ impl Loop {
         this.check_closed()?;
         let fd: RawFd = match RawFd::try_from(fd) {
             Ok(fd) if fd >= 0 => fd,
-            _ => {
-                return Err(PyValueError::new_err(format!(
-                    "Invalid file descriptor: {fd}"
-                )))
-            }
+            Err(_) if fd > 0 => return Err(too_large_for_c_int()),
+            _ => return Err(invalid_fd(&fileobj, fd)),
         };
         let new = NewHandle {
             callback,
@@ -144,7 +183,8 @@ impl Loop {
         if check_transport {
             Self::ensure_fd_no_transport(slf, fd, &fileobj)?;
         }
-        if this.is_closed_now() {
+        if this.is_closed_now() || fd > i64::from(RawFd::MAX) {
+            // Nothing is registered under a number beyond a C `int`.
             return Ok(false);
         }
         let result = this.with_dead(py, |s, dead| {
@@ -159,9 +199,7 @@ impl Loop {
             Some(s.registry.remove(&this.poller, fd, dir, dead))
         });
         match result {
-            None => Err(PyValueError::new_err(format!(
-                "Invalid file descriptor: {fd}"
-            ))),
+            None => Err(invalid_fd(&fileobj, fd)),
             Some(Err(e)) => Err(os_error(e)),
             Some(Ok(Removed::Payload(source))) => {
                 this.release_source(py, Some(source)).map(|()| true)

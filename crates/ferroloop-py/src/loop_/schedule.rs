@@ -8,7 +8,7 @@ use ferroloop_core::monotonic;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyTuple};
+use pyo3::types::{PyFloat, PyInt, PyTuple};
 
 use super::{Loop, Timer};
 use crate::compat;
@@ -156,8 +156,17 @@ impl Loop {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
-        let when = monotonic() + delay;
+        // asyncio computes `self.time() + delay`: anything but a float or an
+        // int goes through Python's addition, which fails as asyncio's does
+        // ("unsupported operand type(s) for +: 'float' and 'str'").
+        let when =
+            if delay.is_exact_instance_of::<PyFloat>() || delay.is_exact_instance_of::<PyInt>() {
+                monotonic() + delay.extract::<f64>()?
+            } else {
+                PyFloat::new(slf.py(), monotonic())
+                    .add(&delay)?
+                    .extract::<f64>()?
+            };
         slf.get().check_closed()?;
         // asyncio's call_later goes through call_at, whose name it reports.
         let new = Self::new_handle(slf, "call_at", callback, args, context, true)?;

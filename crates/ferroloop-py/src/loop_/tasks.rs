@@ -25,10 +25,18 @@ fn kwnames<'py>(
 }
 
 impl Loop {
-    /// `Future(loop=self)`.
+    /// `Future(loop=self)`. In debug mode the future is made by asyncio's
+    /// own `BaseEventLoop.create_future`, as on asyncio's loop: its creation
+    /// traceback (shown by its repr, and in error reports) then ends in that
+    /// method's frame as asyncio's does, not one frame short.
     pub(super) fn create_future_impl<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         static NAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
         let py = slf.py();
+        if slf.get().debug() {
+            return py_refs::base_event_loop(py)?
+                .getattr(intern!(py, "create_future"))?
+                .call1((slf,));
+        }
         vectorcall_kw(
             py_refs::future_type(py)?,
             &[],

@@ -31,9 +31,9 @@
 
 use std::os::fd::RawFd;
 
-use ferroloop_core::transport::flow::FlowControl;
+use ferroloop_core::transport::flow::{FlowControl, DEFAULT_HIGH_WATER};
 use ferroloop_core::transport::lifecycle::{Close, Lifecycle};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -49,6 +49,8 @@ use crate::gil_cell::GilCell;
 use crate::loop_::Loop;
 use crate::py_refs;
 use crate::source::{Direction, Watcher};
+
+pub use super::limits::water_marks;
 
 /// The state every transport kind shares.
 pub struct TransportBase {
@@ -396,13 +398,16 @@ fn call_soon_method<T: Transport>(
     Loop::call_soon_plain(slf.get().base().lp(slf.py()), method, args)
 }
 
-/// Schedules `_call_connection_lost(exc)`.
+/// Schedules `_call_connection_lost(exc)`: the face's method, so that a
+/// report of an exception raised by `connection_lost` names the face's
+/// class ("Exception in callback SocketTransport._call_connection_lost(...)"),
+/// as asyncio's names its transport's.
 fn schedule_connection_lost<T: Transport>(
     slf: &Bound<'_, T>,
     exc: Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let py = slf.py();
-    let method = slf.as_any().getattr(intern!(py, "_call_connection_lost"))?;
+    let method = face(slf).getattr(intern!(py, "_call_connection_lost"))?;
     call_soon_method(slf, &method, PyTuple::new(py, [exc])?)
 }
 
@@ -524,6 +529,10 @@ pub fn start<T: Transport>(
 ) -> PyResult<()> {
     let py = slf.py();
     let base = slf.get().base();
+    // A core whose protocol is gone (closed, or given None) cannot start.
+    let Some(protocol) = base.protocol(py) else {
+        return Err(PyRuntimeError::new_err("the transport has no protocol"));
+    };
     let old = base.st.with(py, |s| s.face.replace(face.clone().unbind()));
     drop(old);
     let server = base
@@ -533,7 +542,6 @@ pub fn start<T: Transport>(
         attach(&face, server.bind(py))?;
     }
     Loop::adopt_fd(base.lp(py), base.fd, slf.as_any())?;
-    let protocol = base.protocol(py).expect("new transport has a protocol");
     let connection_made = protocol.getattr(py, intern!(py, "connection_made"))?;
     call_soon_method(slf, connection_made.bind(py), PyTuple::new(py, [&face])?)?;
     let start_reading = slf.as_any().getattr(intern!(py, "_start_reading"))?;
@@ -632,12 +640,11 @@ pub fn set_write_buffer_limits<T: Transport>(
     low: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = slf.py();
-    let high: Option<i64> = high.map(|h| h.extract()).transpose()?;
-    let low: Option<i64> = low.map(|l| l.extract()).transpose()?;
+    let (high, low) = water_marks(high, low, DEFAULT_HIGH_WATER, py)?;
     slf.get()
         .base()
         .st
-        .with(py, |s| s.flow.set_limits(high, low))
+        .with(py, |s| s.flow.set_limits(Some(high), Some(low)))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     maybe_pause_protocol(slf)
 }

@@ -474,11 +474,12 @@ impl TlsProtocol {
     fn _set_write_buffer_limits(
         &self,
         py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let (high, low) = water_marks(high, low, HIGH_WATER_WRITE_KIB * 1024, py)?;
         self.st
-            .with(py, |s| s.app_writing.set_limits(high, low))
+            .with(py, |s| s.app_writing.set_limits(Some(high), Some(low)))
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
@@ -486,11 +487,12 @@ impl TlsProtocol {
     fn _set_read_buffer_limits(
         &self,
         py: Python<'_>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let (high, low) = water_marks(high, low, HIGH_WATER_READ_KIB * 1024, py)?;
         self.st
-            .with(py, |s| s.ssl_reading.set_limits(high, low))
+            .with(py, |s| s.ssl_reading.set_limits(Some(high), Some(low)))
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 

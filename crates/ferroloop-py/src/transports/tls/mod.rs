@@ -36,7 +36,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySlice, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
-use super::base::NativeProtocol;
+use super::base::{water_marks, NativeProtocol};
 use super::stream::StreamTransport;
 use crate::cpython::{memoryview_of, same_object_type};
 use crate::errors::unless_interrupt;
