@@ -193,6 +193,16 @@ struct Inner {
 }
 
 impl Inner {
+    /// Whether it holds no reference (a handle in the free list).
+    fn is_empty(&self) -> bool {
+        self.callback.is_none()
+            && self.args.is_none()
+            && self.context.is_none()
+            && self.repr.is_none()
+            && self.source_traceback.is_none()
+            && self.when_obj.is_none()
+    }
+
     /// Releases every reference (tracking an owned context first, since
     /// CPython frees a Context assuming it is tracked).
     ///
@@ -339,9 +349,14 @@ impl Handle {
         this.cancelled.store(false, Relaxed);
         this.when.store(when.to_bits(), Relaxed);
         let empty = this.inner.with(py, |i| std::mem::replace(i, inner));
-        // SAFETY: the GIL is held and the borrow has ended; the replaced part
-        // is empty anyway.
-        unsafe { empty.release() };
+        // A handle in the free list was emptied by `release` (which took its
+        // `Inner`) and nobody else could reach it since: there is nothing to
+        // release, so the checks of `Inner::release` are skipped.
+        debug_assert!(
+            empty.is_empty(),
+            "a handle in the free list holds references"
+        );
+        std::mem::forget(empty);
         handle.into_bound(py)
     }
 

@@ -33,7 +33,9 @@
 //! unwinding panics for them to catch): the `#[pymethods]` and
 //! `#[pyfunction]`s, the GC and deallocation slots, and the vectorcall
 //! scheduling methods of `loop_/fastcall.rs` (through PyO3's own trampoline,
-//! see `cpython.rs`). The one C function installed without a trampoline is
+//! see `cpython.rs`, except for their common shapes of call, served directly
+//! under a `catch_unwind` of their own that raises the same
+//! `PanicException`). The one C function installed without any guard is
 //! `Loop.get_debug` (`fastcall.rs`), which cannot panic. A panic is a bug all
 //! the same: `tests/test_native_boundary.py` calls every native method with
 //! absurd arguments and fails on a `PanicException`.

@@ -11,10 +11,28 @@
 //! a keyword name by identity with the interned `"context"` before comparing
 //! the text.
 //!
-//! The functions go through PyO3's own trampoline (which keeps PyO3's
-//! bookkeeping of the attached interpreter and turns panics into exceptions;
-//! see `cpython.rs`) and are installed on the `Loop` type as method
-//! descriptors when the module is initialized.
+//! The common shapes of call (no keyword, or only `context=` named by the
+//! interned string, outside debug mode) are served straight from the C entry
+//! point; everything else goes through PyO3's own trampoline (which keeps
+//! PyO3's bookkeeping of the attached interpreter and turns panics into
+//! exceptions; see `cpython.rs`). The functions are installed on the `Loop`
+//! type as method descriptors when the module is initialized.
+//!
+//! # The direct path
+//! PyO3's trampoline costs about a tenth of a `call_soon` (two thread-local
+//! updates of its attach count, a check of its deferred-decref pool, and the
+//! unwinding guard). The direct path skips it, which is sound because of
+//! what it runs: the schedule functions below with arguments already known
+//! to be well formed. They hold Python objects as `Bound` (released with a
+//! plain `Py_DECREF`); what they store is moved, not dropped; a `Py<T>`
+//! dropped there anyway would only have its release deferred by PyO3 to the
+//! next trampoline, not lost. They should not panic (a panic is a bug, such
+//! as a broken `GilCell` rule), but the direct path keeps the trampoline's
+//! promise anyway: it catches an unwinding panic and raises it as PyO3's
+//! `PanicException`, as the trampoline would (a landing pad, free unless a
+//! panic happens). Errors (a closed loop, a failed allocation) are restored
+//! as the pending exception. Debug mode, whose checks call into Python code,
+//! always takes the trampoline.
 
 use std::ffi::CStr;
 
@@ -147,13 +165,16 @@ unsafe fn parse<'py>(
     })
 }
 
+/// The string `"context"` of callers that are not Python code; see
+/// [`is_context_name`].
+static CONTEXT_NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+
 /// Whether `name` is the string `"context"`. Callers that are not Python code
 /// (asyncio's C `Task` and `Future`) pass a string of their own rather than
 /// the interned one; the first such object is remembered (and kept alive), so
 /// that later calls compare by identity instead of by text.
 fn is_context_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> bool {
-    static SEEN: PyOnceLock<Py<PyString>> = PyOnceLock::new();
-    if SEEN.get(py).is_some_and(|seen| name.is(seen)) {
+    if CONTEXT_NAME.get(py).is_some_and(|seen| name.is(seen)) {
         return true;
     }
     let Ok(name) = name.cast::<PyString>() else {
@@ -163,7 +184,7 @@ fn is_context_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> bool {
     let equal =
         unsafe { ffi::PyUnicode_CompareWithASCIIString(name.as_ptr(), c"context".as_ptr()) } == 0;
     if equal {
-        let _ = SEEN.set(py, name.clone().unbind());
+        let _ = CONTEXT_NAME.set(py, name.clone().unbind());
     }
     equal
 }
@@ -196,7 +217,7 @@ fn is_task_step(py: Python<'_>, callback: &Bound<'_, PyAny>) -> bool {
         .is_some_and(|tp| is_exact_type(callback, tp))
 }
 
-/// The body every entry point shares.
+/// The body every entry point shares on the trampoline path.
 ///
 /// # Safety
 /// Called by the interpreter through a method descriptor of `Loop`, which
@@ -217,20 +238,162 @@ unsafe fn entry(
     Ok(schedule(&slf, parsed)?.into_ptr())
 }
 
+/// The arguments of a call of the common shape: every parameter before
+/// `*args` given by position, and no keyword but `context` named by the
+/// interned string (or by the string asyncio's C `Task` and `Future` use,
+/// once seen); `None` for any other shape, or in debug mode (see "The
+/// direct path" above).
+///
+/// # Safety
+/// As for `parse`, and `slf` must be a `Loop`.
+#[inline(always)]
+unsafe fn parse_common<'py>(
+    py: Python<'py>,
+    slf: &Bound<'py, Loop>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    spec: &Spec,
+) -> Option<Parsed<'py>> {
+    let nargs = nargs as usize;
+    let required = 1 + usize::from(spec.fixed.is_some());
+    let context = if kwnames.is_null() {
+        None
+    } else {
+        // SAFETY: `kwnames` is a tuple of strings (vectorcall protocol).
+        let names = unsafe { Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>() };
+        if names.len() != 1 {
+            return None;
+        }
+        // SAFETY: the tuple has one item.
+        let name = unsafe { names.get_borrowed_item_unchecked(0) };
+        if !(name.is(intern!(py, "context")) || CONTEXT_NAME.get(py).is_some_and(|n| name.is(n))) {
+            return None;
+        }
+        // SAFETY: the keyword value follows the positional arguments.
+        let value = unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs)) };
+        (!value.is_none()).then_some(value)
+    };
+    if nargs < required || slf.get().debug() {
+        return None;
+    }
+    // SAFETY: the caller guarantees `nargs` valid positional pointers.
+    let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
+    // SAFETY (both): the pointers are valid borrowed references.
+    let fixed = spec
+        .fixed
+        .map(|_| unsafe { Bound::from_borrowed_ptr(py, positional[0]) });
+    let callback = unsafe { Bound::from_borrowed_ptr(py, positional[required - 1]) };
+    Some(Parsed {
+        fixed,
+        callback,
+        args: tuple_of(py, &positional[required..]),
+        context,
+    })
+}
+
+/// A tuple of the borrowed object pointers `items` (the shared empty tuple
+/// when there are none).
+fn tuple_of<'py>(py: Python<'py>, items: &[*mut ffi::PyObject]) -> Bound<'py, PyTuple> {
+    if items.is_empty() {
+        return PyTuple::empty(py);
+    }
+    // SAFETY: the pointers are valid borrowed references for the call.
+    PyTuple::new(
+        py,
+        items
+            .iter()
+            .map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) }),
+    )
+    .expect("a tuple of known length")
+}
+
+/// The direct path of an entry point (see "The direct path" above), or
+/// `None` to take the trampoline.
+///
+/// # Safety
+/// Called from the C entry point with its arguments; see `parse_common`.
+#[inline(always)]
+unsafe fn direct(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    spec: &Spec,
+    schedule: Schedule,
+) -> Option<*mut ffi::PyObject> {
+    // SAFETY: the interpreter calls the entry point with the GIL held, and
+    // the descriptor checked the type of `slf`; the rest is forwarded.
+    unsafe {
+        let py = assume_attached();
+        let lp = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Loop>();
+        let parsed = parse_common(py, &lp, args, nargs, kwnames, spec)?;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            schedule(&lp, parsed).map(Bound::into_ptr)
+        }));
+        Some(match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(err)) => {
+                err.restore(py);
+                std::ptr::null_mut()
+            }
+            Err(payload) => {
+                panic_error(payload).restore(py);
+                std::ptr::null_mut()
+            }
+        })
+    }
+}
+
+/// The `PanicException` for a caught panic, with its message as PyO3 words
+/// it (the text of a `String` or `&str` payload).
+#[cold]
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else {
+        "panic from Rust code".to_owned()
+    };
+    pyo3::panic::PanicException::new_err((message,))
+}
+
 macro_rules! entry_point {
     ($fn_name:ident, $spec:expr, $schedule:expr) => {
+        /// The C entry point: the direct path for the common shapes of call,
+        /// PyO3's trampoline for the rest.
+        ///
         /// # Safety
-        /// See `entry`.
-        unsafe fn $fn_name(
-            py: Python<'_>,
+        /// Called by the interpreter as a `METH_FASTCALL | METH_KEYWORDS`
+        /// method of `Loop`.
+        unsafe extern "C" fn $fn_name(
             slf: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,
             nargs: ffi::Py_ssize_t,
             kwnames: *mut ffi::PyObject,
-        ) -> PyResult<*mut ffi::PyObject> {
+        ) -> *mut ffi::PyObject {
             const SPEC: Spec = $spec;
+            const SCHEDULE: Schedule = $schedule;
+            /// # Safety
+            /// See `entry`.
+            unsafe fn slow(
+                py: Python<'_>,
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> PyResult<*mut ffi::PyObject> {
+                // SAFETY: forwarded from the interpreter.
+                unsafe { entry(py, slf, args, nargs, kwnames, &SPEC, SCHEDULE) }
+            }
             // SAFETY: forwarded from the interpreter.
-            unsafe { entry(py, slf, args, nargs, kwnames, &SPEC, $schedule) }
+            unsafe {
+                match direct(slf, args, nargs, kwnames, &SPEC, SCHEDULE) {
+                    Some(result) => result,
+                    None => fastcall_trampoline!(slow)(slf, args, nargs, kwnames),
+                }
+            }
         }
     };
 }
@@ -319,25 +482,25 @@ pub fn install(module: &Bound<'_, PyModule>, loop_type: &Bound<'_, PyType>) -> P
             c"call_soon",
             c"call_soon($self, callback, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called soon, in FIFO order.",
-            fastcall_trampoline!(call_soon),
+            call_soon,
         ),
         (
             c"call_soon_threadsafe",
             c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\n\
               Like call_soon(), but safe to call from any thread; wakes the loop.",
-            fastcall_trampoline!(call_soon_threadsafe),
+            call_soon_threadsafe,
         ),
         (
             c"call_later",
             c"call_later($self, delay, callback, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called after delay seconds.",
-            fastcall_trampoline!(call_later),
+            call_later,
         ),
         (
             c"call_at",
             c"call_at($self, when, callback, *args, context=None)\n--\n\n\
               Arrange for callback(*args) to be called at loop time when.",
-            fastcall_trampoline!(call_at),
+            call_at,
         ),
     ];
     add_method(
