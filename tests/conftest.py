@@ -13,6 +13,7 @@ literal: ``stdlib_loop`` is a second loop of stdlib asyncio, set up as
 
 import asyncio
 import gc
+import os
 import socket
 import sys
 
@@ -109,3 +110,13 @@ def pair():
     yield a, b
     a.close()
     b.close()
+
+
+@pytest.fixture
+def no_fd_leak(loop):
+    """Asserts, at the end of the test, that the process holds as many
+    descriptors as when the test began (the loop's own included)."""
+    before = len(os.listdir("/proc/self/fd"))
+    yield
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before, "descriptors leaked"

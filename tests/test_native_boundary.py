@@ -8,9 +8,10 @@ panic into ``PanicException`` instead of unwinding into C: the
 ``#[pymethods]``/``#[pyfunction]`` tables, ``tp_traverse``/``tp_clear``
 and ``tp_dealloc``, and the vectorcall entry points of ``call_soon``,
 ``call_soon_threadsafe``, ``call_later`` and ``call_at``
-(``loop_/fastcall.rs``, installed through PyO3's own trampoline, see
-``cpython.rs``). Two ``extern "C"`` functions bypass them, and cannot
-panic: ``Loop.get_debug`` (``fastcall.rs``: an atomic load and a reference
+(``loop_/fastcall.rs``: PyO3's own trampoline, see ``cpython.rs``, except
+for the common shapes of call, served directly under a ``catch_unwind`` that
+raises the same ``PanicException``). Two ``extern "C"`` functions bypass
+both, and cannot panic: ``Loop.get_debug`` (``fastcall.rs``: an atomic load and a reference
 count increment) and the SIGCHLD handler of ``ferroloop-core``
 (``process/sigchld.rs``: atomic loads and stores, ``write`` to eventfds,
 the previous handler; no allocation, no formatting, no indexing). The
