@@ -134,6 +134,29 @@ def bench_call_soon_threadsafe(loop, n=100_000):
     return elapsed, n
 
 
+def bench_call_soon_threadsafe_roundtrip(loop, n=20_000):
+    """A thread hands the loop one callback at a time and waits for it to
+    run: each operation is a wake-up of the sleeping loop (its latency)."""
+    ran = threading.Semaphore(0)
+
+    def producer():
+        call = loop.call_soon_threadsafe
+        release = ran.release
+        acquire = ran.acquire
+        for _ in range(n):
+            call(release)
+            acquire()
+        call(loop.stop)
+
+    thread = threading.Thread(target=producer)
+    t0 = time.perf_counter()
+    loop.call_soon(thread.start)
+    loop.run_forever()
+    elapsed = time.perf_counter() - t0
+    thread.join()
+    return elapsed, n
+
+
 def bench_create_task(loop, n=50_000):
     async def child():
         pass
@@ -303,6 +326,7 @@ BENCHMARKS = [
     ("call_at", "call_at timers, 100k", bench_call_at),
     ("call_later_cancelled", "call_later, 90% cancelled, 100k", bench_call_later_cancelled),
     ("call_soon_threadsafe", "call_soon_threadsafe burst from a thread, 100k", bench_call_soon_threadsafe),
+    ("threadsafe_roundtrip", "call_soon_threadsafe round trips from a thread (wake-up latency), 20k", bench_call_soon_threadsafe_roundtrip),
     ("create_task", "create_task of trivial coroutines, 50k", bench_create_task),
     ("sleep0", "two tasks ping-ponging with sleep(0)", bench_sleep0),
     ("future", "create_future + set_result + await", bench_future_roundtrip),

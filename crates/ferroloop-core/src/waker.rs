@@ -78,8 +78,14 @@ impl SelfPipe {
         sleeping
     }
 
-    /// Reads everything pending and calls `on_signal` for every non-zero byte
+    /// Reads what is pending and calls `on_signal` for every non-zero byte
     /// (a signal number written by Python's C-level signal handler).
+    ///
+    /// A read that does not fill the buffer took everything the socket held,
+    /// so the drain stops there instead of asking again only to be told
+    /// `EAGAIN`: one system call per wake-up rather than two. A byte written
+    /// after that read is a later wake-up, which the (level-triggered)
+    /// poller reports on its next wait.
     pub fn drain(&self, mut on_signal: impl FnMut(u8)) -> io::Result<()> {
         let fd = self.read.require()?;
         let mut buf = [0u8; 4096];
@@ -91,6 +97,9 @@ impl SelfPipe {
                         .iter()
                         .filter(|&&b| b != 0)
                         .for_each(|&b| on_signal(b));
+                    if n < buf.len() {
+                        return Ok(());
+                    }
                     continue;
                 }
                 Err(err) => err,

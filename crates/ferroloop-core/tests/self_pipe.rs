@@ -70,3 +70,37 @@ fn a_full_pipe_does_not_block_wakers() {
     pipe.wake();
     assert!(pipe.drain(|_| {}).is_err());
 }
+
+#[test]
+fn a_drain_empties_the_pipe_whatever_it_holds() {
+    let p = Poller::new().unwrap();
+    for count in [1usize, 4095, 4096, 4097, 3 * 4096, 100_000] {
+        let pipe = SelfPipe::new().unwrap();
+        p.add(pipe.read_fd().unwrap(), 7, Interest::READABLE)
+            .unwrap();
+        let bytes: Vec<u8> = (0..count).map(|i| if i % 1000 == 999 { 10 } else { 0 }).collect();
+        let mut written = 0;
+        let mut signals = Vec::new();
+        // A socket buffer may not hold 100,000 bytes: write what fits,
+        // drain, and go on, as a loop woken many times would.
+        while written < count {
+            // SAFETY: writes from a valid slice to the open write end.
+            let n = unsafe {
+                libc::write(
+                    pipe.write_fd().unwrap(),
+                    bytes[written..].as_ptr().cast(),
+                    count - written,
+                )
+            };
+            if n > 0 {
+                written += n as usize;
+            }
+            pipe.drain(|s| signals.push(s)).unwrap();
+        }
+        assert_eq!(signals.len(), count / 1000, "{count} bytes");
+        let mut ev = Events::with_capacity(1);
+        p.wait(&mut ev, Some(Duration::ZERO)).unwrap();
+        assert!(ev.is_empty(), "{count} bytes: drained");
+        p.delete(pipe.read_fd().unwrap()).unwrap();
+    }
+}
