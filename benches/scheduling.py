@@ -276,6 +276,43 @@ def bench_shutdown_asyncgens(loop, n=10_000):
     return loop.run_until_complete(main()), n
 
 
+def streams_echo(loop, n, size):
+    """``n`` messages of ``size`` bytes through an asyncio streams echo over
+    loopback TCP in one loop (``start_server`` and ``open_connection``): the
+    client writes and ``readexactly``s, the server ``read``s and writes
+    back."""
+
+    async def main():
+        async def echo(reader, writer):
+            while data := await reader.read(65536):
+                writer.write(data)
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        message = b"x" * size
+        t0 = time.perf_counter()
+        for _ in range(n):
+            writer.write(message)
+            await reader.readexactly(size)
+        elapsed = time.perf_counter() - t0
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return elapsed
+
+    return loop.run_until_complete(main()), n
+
+
+def bench_streams_echo_1k(loop, n=20_000):
+    return streams_echo(loop, n, 1024)
+
+
+def bench_streams_echo_10k(loop, n=20_000):
+    return streams_echo(loop, n, 10 * 1024)
+
+
 def bench_datagram_pingpong(loop, n=100_000):
     """Ten UDP endpoints ping-pong with an echo endpoint in the same loop:
     the loop's own cost per datagram (receive, protocol call, send), without
@@ -335,6 +372,8 @@ BENCHMARKS = [
     ("abandon_generators", "finalize 100k abandoned suspended generators", bench_abandon_generators),
     ("shutdown_asyncgens", "shutdown_asyncgens with 10k live generators", bench_shutdown_asyncgens),
     ("datagram_pingpong", "UDP ping-pong, 10 endpoints and an echo in one loop, 100k datagrams", bench_datagram_pingpong),
+    ("streams_echo_1k", "asyncio streams echo over loopback TCP in one loop, 1 KiB messages", bench_streams_echo_1k),
+    ("streams_echo_10k", "asyncio streams echo over loopback TCP in one loop, 10 KiB messages", bench_streams_echo_10k),
 ]
 
 

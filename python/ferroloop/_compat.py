@@ -17,7 +17,8 @@ import asyncio
 import functools
 import inspect
 import socket
-from asyncio import base_events, coroutines, events, format_helpers, selector_events, tasks, unix_events
+import textwrap
+from asyncio import base_events, coroutines, events, format_helpers, selector_events, streams, tasks, unix_events
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -47,6 +48,7 @@ __all__ = (
     "DATAGRAM_SENDS_EMPTY",
     "DATAGRAM_HEADER_SIZE",
     "DATAGRAM_SOCK_MUST_BE_DGRAM",
+    "STREAM_FEED",
     "ssl",
 )
 
@@ -324,6 +326,78 @@ def _probe_datagram_sock_check() -> bool:
 # ``create_datagram_endpoint(sock=...)`` takes only ``SOCK_DGRAM`` sockets
 # (3.11, 3.12) or any socket but a ``SOCK_STREAM`` one (3.13 and later).
 DATAGRAM_SOCK_MUST_BE_DGRAM: bool = _probe_datagram_sock_check()
+
+# What the stream transports carry out natively for asyncio's streams
+# (``transports/feed.rs``): ``StreamReaderProtocol.data_received`` with what
+# it calls, ``StreamReader.feed_data`` and ``_wakeup_waiter``. The native
+# code does exactly what this source does (the same in 3.11.7, 3.12.1 and
+# 3.13.0: the protocol holds its reader by weak reference in all three), so
+# the probe is the source itself: where asyncio's differs, or cannot be
+# read, the native path is off and every read calls ``data_received``.
+_STREAM_FEED_SOURCE = (
+    """def data_received(self, data):
+    reader = self._stream_reader
+    if reader is not None:
+        reader.feed_data(data)
+""",
+    """@property
+def _stream_reader(self):
+    if self._stream_reader_wr is None:
+        return None
+    return self._stream_reader_wr()
+""",
+    """def feed_data(self, data):
+    assert not self._eof, 'feed_data after feed_eof'
+
+    if not data:
+        return
+
+    self._buffer.extend(data)
+    self._wakeup_waiter()
+
+    if (self._transport is not None and
+            not self._paused and
+            len(self._buffer) > 2 * self._limit):
+        try:
+            self._transport.pause_reading()
+        except NotImplementedError:
+            # The transport can't be paused.
+            # We'll just have to buffer all data.
+            # Forget the transport so we don't keep trying.
+            self._transport = None
+        else:
+            self._paused = True
+""",
+    """def _wakeup_waiter(self):
+    \"\"\"Wakeup read*() functions waiting for data or EOF.\"\"\"
+    waiter = self._waiter
+    if waiter is not None:
+        self._waiter = None
+        if not waiter.cancelled():
+            waiter.set_result(None)
+""",
+)
+
+
+def _probe_stream_feed() -> tuple[Any, ...] | None:
+    """``(StreamReaderProtocol, StreamReader, data_received, _stream_reader
+    getter, feed_data, _wakeup_waiter)``, asyncio's classes and functions as
+    they are now, if their source is ``_STREAM_FEED_SOURCE``; None
+    otherwise. The native code checks that a protocol's methods are still
+    these functions before it carries them out."""
+    protocol, reader = streams.StreamReaderProtocol, streams.StreamReader
+    stream_reader = vars(protocol).get("_stream_reader")
+    if not isinstance(stream_reader, property):  # pragma: no cover - another asyncio
+        return None
+    functions = (protocol.data_received, stream_reader.fget, reader.feed_data, reader._wakeup_waiter)
+    sources = tuple(textwrap.dedent(_source(f)) for f in functions)
+    if sources != _STREAM_FEED_SOURCE:  # pragma: no cover - another asyncio
+        return None
+    return (protocol, reader, *functions)
+
+
+# Read by the native stream and read-pipe transports (``transports/feed.rs``).
+STREAM_FEED: tuple[Any, ...] | None = _probe_stream_feed()
 
 # The ``ssl`` module, or None on a Python built without OpenSSL.
 try:

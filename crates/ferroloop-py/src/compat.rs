@@ -8,6 +8,7 @@
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 
 /// Reads a probe of `ferroloop._compat` (a flag, a number), once per
 /// process.
@@ -70,4 +71,43 @@ pub fn datagram_sends_empty(py: Python<'_>) -> PyResult<bool> {
 pub fn datagram_header_size(py: Python<'_>) -> PyResult<usize> {
     static CELL: PyOnceLock<usize> = PyOnceLock::new();
     probe(py, &CELL, "DATAGRAM_HEADER_SIZE")
+}
+
+/// asyncio's stream classes and the functions of theirs that the stream
+/// transports carry out natively (`transports/feed.rs`), as probed.
+pub struct StreamFeed {
+    /// `asyncio.StreamReaderProtocol`.
+    pub protocol: Py<PyType>,
+    /// `asyncio.StreamReader`.
+    pub reader: Py<PyType>,
+    /// `StreamReaderProtocol.data_received`.
+    pub data_received: Py<PyAny>,
+    /// The getter of the `StreamReaderProtocol._stream_reader` property.
+    pub stream_reader: Py<PyAny>,
+    /// `StreamReader.feed_data`.
+    pub feed_data: Py<PyAny>,
+    /// `StreamReader._wakeup_waiter`.
+    pub wakeup_waiter: Py<PyAny>,
+}
+
+/// The stream classes and functions if asyncio's are the ones the native
+/// feed implements (`STREAM_FEED` in `_compat.py`); `None` otherwise.
+pub fn stream_feed(py: Python<'_>) -> PyResult<Option<&StreamFeed>> {
+    static CELL: PyOnceLock<Option<StreamFeed>> = PyOnceLock::new();
+    let found = CELL.get_or_try_init(py, || -> PyResult<_> {
+        let value = py.import("ferroloop._compat")?.getattr("STREAM_FEED")?;
+        if value.is_none() {
+            return Ok(None);
+        }
+        let item = |i: usize| value.get_item(i).map(Bound::unbind);
+        Ok(Some(StreamFeed {
+            protocol: value.get_item(0)?.cast_into::<PyType>()?.unbind(),
+            reader: value.get_item(1)?.cast_into::<PyType>()?.unbind(),
+            data_received: item(2)?,
+            stream_reader: item(3)?,
+            feed_data: item(4)?,
+            wakeup_waiter: item(5)?,
+        }))
+    })?;
+    Ok(found.as_ref())
 }

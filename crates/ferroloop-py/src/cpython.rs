@@ -318,3 +318,24 @@ pub fn code_line(code: &Bound<'_, PyAny>, offset: i32) -> i32 {
     // PyCode_Addr2Line only reads its line table.
     unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast(), offset) }
 }
+
+// CPython's bound-method API, which pyo3-ffi does not declare (public and
+// unchanged in every version checked).
+extern "C" {
+    static mut PyMethod_Type: ffi::PyTypeObject;
+    fn PyMethod_Function(method: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// Whether `obj` is a bound method (exactly `types.MethodType`) of
+/// `function`: what `obj.__func__ is function` says, without the attribute
+/// lookup.
+pub fn is_method_of(obj: &Bound<'_, PyAny>, function: &Bound<'_, PyAny>) -> bool {
+    let ptr = obj.as_ptr();
+    // SAFETY: `ptr` is a live object; its type is only compared with the
+    // address of `PyMethod_Type`, and `PyMethod_Function` is called only on
+    // a method object, returning a borrowed reference that is only compared.
+    unsafe {
+        ffi::Py_TYPE(ptr) == std::ptr::addr_of_mut!(PyMethod_Type)
+            && PyMethod_Function(ptr) == function.as_ptr()
+    }
+}

@@ -16,6 +16,7 @@ pub mod base;
 #[macro_use]
 mod methods;
 pub mod datagram;
+mod feed;
 mod limits;
 pub mod pipe;
 pub mod reading;

@@ -6,7 +6,8 @@
 //!
 //! Reading: one `read` per readiness event through `reading.rs` (the loop's
 //! shared buffer or a direct read; a `BufferedProtocol` too, which
-//! asyncio's read pipe does not take). At end of file, `eof_received` and
+//! asyncio's read pipe does not take; asyncio's `StreamReader` fed
+//! natively, `feed.rs`). At end of file, `eof_received` and
 //! then `connection_lost(None)` are scheduled, in that order, and
 //! `eof_received`'s result is ignored (a pipe cannot be half open). As in
 //! asyncio, an exception from `data_received` is reported as a failed

@@ -6,9 +6,12 @@
 //! large read straight into a new `bytes` of the last read's size. A
 //! `BufferedProtocol` gets `get_buffer(-1)`, a read straight into that
 //! buffer, and `buffer_updated(n)`. A native protocol (the TLS layer) is
-//! handed the shared buffer's bytes in place, without a Python call. The kind supplies the system call (a
-//! socket `recv`, a pipe `read`) and decides what end of file, errors and
-//! protocol failures mean for it ([`Received`]).
+//! handed the shared buffer's bytes in place, without a Python call, and so
+//! is asyncio's `StreamReaderProtocol`, whose reader the transport feeds
+//! from the shared buffer as `data_received` would (`feed.rs`; with a
+//! `data_received(bytes)` call whenever that declines). The kind supplies
+//! the system call (a socket `recv`, a pipe `read`) and decides what end of
+//! file, errors and protocol failures mean for it ([`Received`]).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -22,6 +25,7 @@ use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError};
 
 use super::base::{self, ReceiveFn};
+use super::feed;
 use crate::buffer::BufferGuard;
 use crate::cpython::fill_new_bytes;
 use crate::gil_cell::GilCell;
@@ -34,6 +38,9 @@ use crate::py_refs;
 /// `ptr` must be valid for writes of `len` bytes for the duration of the
 /// call.
 pub type RawRead = unsafe fn(RawFd, *mut u8, usize) -> io::Result<usize>;
+
+/// The report of a failed `data_received()`.
+const DATA_RECEIVED_FAILED: &str = "Fatal error: protocol.data_received() call failed.";
 
 /// The report of a failed `get_buffer()`.
 pub const GET_BUFFER_FAILED: &str = "Fatal error: protocol.get_buffer() call failed.";
@@ -49,6 +56,13 @@ enum Receiver {
     },
     /// A native protocol, handed the bytes without a Python call.
     Native(Py<PyAny>, ReceiveFn),
+    /// asyncio's `StreamReaderProtocol` (recognised by `feed.rs`), whose
+    /// reader is fed natively, or through `data_received` when that
+    /// declines.
+    Stream {
+        protocol: Py<PyAny>,
+        data_received: Py<PyAny>,
+    },
 }
 
 impl Receiver {
@@ -63,9 +77,14 @@ impl Receiver {
                 buffer_updated: protocol.getattr(intern!(py, "buffer_updated"))?.unbind(),
             })
         } else {
-            Ok(Receiver::Plain(
-                protocol.getattr(intern!(py, "data_received"))?.unbind(),
-            ))
+            let data_received = protocol.getattr(intern!(py, "data_received"))?;
+            if feed::recognise(protocol, &data_received) {
+                return Ok(Receiver::Stream {
+                    protocol: protocol.clone().unbind(),
+                    data_received: data_received.unbind(),
+                });
+            }
+            Ok(Receiver::Plain(data_received.unbind()))
         }
     }
 
@@ -80,6 +99,13 @@ impl Receiver {
                 buffer_updated: buffer_updated.clone_ref(py),
             },
             Receiver::Native(p, receive) => Receiver::Native(p.clone_ref(py), *receive),
+            Receiver::Stream {
+                protocol,
+                data_received,
+            } => Receiver::Stream {
+                protocol: protocol.clone_ref(py),
+                data_received: data_received.clone_ref(py),
+            },
         }
     }
 
@@ -92,6 +118,13 @@ impl Receiver {
             } => {
                 visit.call(get_buffer)?;
                 visit.call(buffer_updated)
+            }
+            Receiver::Stream {
+                protocol,
+                data_received,
+            } => {
+                visit.call(protocol)?;
+                visit.call(data_received)
             }
         }
     }
@@ -184,6 +217,10 @@ impl Reading {
             Some(Receiver::Native(protocol, receive)) => {
                 receive_native(lp, fd, read, protocol.bind(py), receive)
             }
+            Some(Receiver::Stream {
+                protocol,
+                data_received,
+            }) => receive_stream(lp, fd, read, protocol.bind(py), data_received.bind(py)),
         }
     }
 
@@ -212,7 +249,7 @@ impl Reading {
             Ok(None) => Received::Eof,
             Ok(Some(data)) => Received::Delivered {
                 result: data_received.call1((data,)).map(drop),
-                message: "Fatal error: protocol.data_received() call failed.",
+                message: DATA_RECEIVED_FAILED,
                 plain: true,
             },
         }
@@ -240,6 +277,40 @@ fn receive_native(
             message: "Fatal error: protocol.buffer_updated() call failed.",
             plain: false,
         },
+    }
+}
+
+/// Reads into the loop's shared buffer (as much as asyncio asks for) and
+/// feeds a `StreamReaderProtocol`'s reader from it; if the native feed
+/// declines, the bytes go to `data_received` as a `bytes` object.
+fn receive_stream(
+    lp: &Bound<'_, Loop>,
+    fd: RawFd,
+    read: RawRead,
+    protocol: &Bound<'_, PyAny>,
+    data_received: &Bound<'_, PyAny>,
+) -> Received {
+    let py = lp.py();
+    let mut buf = lp.get().read_buffer(py);
+    // SAFETY: the shared buffer is writable for its whole length.
+    let n = match unsafe { read(fd, buf.as_mut_ptr(), buf.len()) } {
+        Err(e) if would_block(&e) => return Received::Nothing,
+        Err(e) => return Received::Failed(e),
+        Ok(0) => return Received::Eof,
+        Ok(n) => n,
+    };
+    let result = match feed::feed(protocol, &buf[..n]) {
+        Some(result) => result,
+        None => {
+            let data = PyBytes::new(py, &buf[..n]);
+            drop(buf);
+            data_received.call1((data,)).map(drop)
+        }
+    };
+    Received::Delivered {
+        result,
+        message: DATA_RECEIVED_FAILED,
+        plain: true,
     }
 }
 

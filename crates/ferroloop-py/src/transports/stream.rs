@@ -6,7 +6,8 @@
 //! ready item (in the place asyncio queues the transport's `_read_ready`
 //! handle, so ordering is asyncio's) and the transport receives once
 //! (`reading.rs`: the shared buffer or a direct read, `data_received` or a
-//! `BufferedProtocol`'s buffer). End of file calls `eof_received`; a true
+//! `BufferedProtocol`'s buffer, or asyncio's `StreamReader` fed natively,
+//! `feed.rs`). End of file calls `eof_received`; a true
 //! result keeps the transport open for writing.
 //!
 //! Writing: `write()` sends at once when nothing is queued; what the kernel
