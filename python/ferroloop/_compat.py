@@ -15,6 +15,7 @@ it (``keywords_of``, ``bind_error``).
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import socket
 import textwrap
@@ -329,69 +330,31 @@ DATAGRAM_SOCK_MUST_BE_DGRAM: bool = _probe_datagram_sock_check()
 
 # What the stream transports carry out natively for asyncio's streams
 # (``transports/feed.rs``): ``StreamReaderProtocol.data_received`` with what
-# it calls, ``StreamReader.feed_data`` and ``_wakeup_waiter``. The native
-# code does exactly what this source does (the same in 3.11.7, 3.12.1 and
-# 3.13.0: the protocol holds its reader by weak reference in all three), so
-# the probe is the source itself: where asyncio's differs, or cannot be
-# read, the native path is off and every read calls ``data_received``.
-_STREAM_FEED_SOURCE = (
-    """def data_received(self, data):
-    reader = self._stream_reader
-    if reader is not None:
-        reader.feed_data(data)
-""",
-    """@property
-def _stream_reader(self):
-    if self._stream_reader_wr is None:
-        return None
-    return self._stream_reader_wr()
-""",
-    """def feed_data(self, data):
-    assert not self._eof, 'feed_data after feed_eof'
-
-    if not data:
-        return
-
-    self._buffer.extend(data)
-    self._wakeup_waiter()
-
-    if (self._transport is not None and
-            not self._paused and
-            len(self._buffer) > 2 * self._limit):
-        try:
-            self._transport.pause_reading()
-        except NotImplementedError:
-            # The transport can't be paused.
-            # We'll just have to buffer all data.
-            # Forget the transport so we don't keep trying.
-            self._transport = None
-        else:
-            self._paused = True
-""",
-    """def _wakeup_waiter(self):
-    \"\"\"Wakeup read*() functions waiting for data or EOF.\"\"\"
-    waiter = self._waiter
-    if waiter is not None:
-        self._waiter = None
-        if not waiter.cancelled():
-            waiter.set_result(None)
-""",
-)
+# it calls, ``StreamReader.feed_data`` and ``_wakeup_waiter`` (get the
+# reader through the protocol's weak reference; refuse data after EOF;
+# ignore empty data; append to the buffer; wake the waiter unless it was
+# cancelled; pause the transport above twice the limit). The native code
+# follows those functions as they are in 3.11.7, 3.12.1 and 3.13.0, which
+# have the same source, so the probe is that source: its SHA-256 digest.
+# Where asyncio's differs, or cannot be read, the native path is off and
+# every read calls ``data_received``.
+_STREAM_FEED_DIGEST = "5eca3c883b53553e22c258d2759e5978f02a0146fb0579de4d6f602c465aebd2"
 
 
 def _probe_stream_feed() -> tuple[Any, ...] | None:
     """``(StreamReaderProtocol, StreamReader, data_received, _stream_reader
     getter, feed_data, _wakeup_waiter)``, asyncio's classes and functions as
-    they are now, if their source is ``_STREAM_FEED_SOURCE``; None
-    otherwise. The native code checks that a protocol's methods are still
-    these functions before it carries them out."""
+    they are now, if their source is the one the native code follows (see
+    ``_STREAM_FEED_DIGEST``); None otherwise. The native code checks that a
+    protocol's methods are still these functions before it carries them
+    out."""
     protocol, reader = streams.StreamReaderProtocol, streams.StreamReader
     stream_reader = vars(protocol).get("_stream_reader")
     if not isinstance(stream_reader, property):  # pragma: no cover - another asyncio
         return None
     functions = (protocol.data_received, stream_reader.fget, reader.feed_data, reader._wakeup_waiter)
-    sources = tuple(textwrap.dedent(_source(f)) for f in functions)
-    if sources != _STREAM_FEED_SOURCE:  # pragma: no cover - another asyncio
+    source = "".join(textwrap.dedent(_source(f)) for f in functions)
+    if hashlib.sha256(source.encode()).hexdigest() != _STREAM_FEED_DIGEST:  # pragma: no cover - another asyncio
         return None
     return (protocol, reader, *functions)
 
