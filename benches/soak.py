@@ -53,7 +53,6 @@ import asyncio
 import gc
 import os
 import random
-import socket
 import ssl
 import statistics
 import sys
