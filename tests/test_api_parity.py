@@ -141,14 +141,27 @@ def test_differences_are_few_and_explained():
         assert reason and len(reason) > 20, key
 
 
-def test_handles_are_ferroloops_own_classes(loops):
+def test_handles_answer_isinstance_as_asyncios(loops):
     # README: ferroloop's native handles have asyncio's methods (compared
-    # above) but are not subclasses of asyncio.Handle.
-    ours, _ = loops
-    handle = ours.call_soon(print)
-    timer = ours.call_later(10, print)
+    # above) and isinstance() answers for them as for asyncio's handles, but
+    # their type is ferroloop's own, not a subclass of asyncio.Handle.
+    ours, theirs = loops
+    threadsafe = getattr(asyncio.events, "_ThreadSafeHandle", None)
+    answers = {}
+    for name, lp in (("ferroloop", ours), ("asyncio", theirs)):
+        made = (lp.call_soon(print), lp.call_later(10, print), lp.call_at(lp.time() + 10, print), lp.call_soon_threadsafe(print))
+        answers[name] = [
+            [isinstance(h, cls) for cls in (asyncio.Handle, asyncio.TimerHandle, threadsafe) if cls is not None]
+            for h in made
+        ]
+        for h in made:
+            h.cancel()
+    assert answers["ferroloop"] == answers["asyncio"]
+    assert answers["asyncio"][0] == [True, False] + ([False] if threadsafe else [])
+    handle, timer = ours.call_soon(print), ours.call_later(10, print)
     for made in (handle, timer):
         made.cancel()
         assert isinstance(made, ferroloop.Handle)
-        assert not isinstance(made, asyncio.Handle)
+        assert not issubclass(type(made), asyncio.Handle)
     assert isinstance(timer, ferroloop.TimerHandle)
+    assert type(handle) is ferroloop.Handle and type(timer) is ferroloop.TimerHandle

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, cast
 
-from asyncio import base_events, coroutines, format_helpers, tasks
+from asyncio import base_events, coroutines, events, format_helpers, tasks
 
 from . import _compat, _core
 
@@ -39,6 +39,9 @@ __all__ = (
     "_report_watcher_error",
     "_debug_log",
     "_debug_log_exc",
+    "_Handle",
+    "_TimerHandle",
+    "_ThreadSafeHandle",
 )
 
 
@@ -51,6 +54,36 @@ def logger() -> logging.Logger:
 
 
 # -- handles ------------------------------------------------------------------
+
+
+# What ferroloop's native handles give as their ``__class__``, which
+# ``isinstance`` consults when an object's type is not a subclass of the class
+# asked about: subclasses of asyncio's own handle classes, so that
+# ``isinstance(loop.call_later(...), asyncio.TimerHandle)`` holds on ferroloop
+# as on asyncio. They are never instantiated. The native types themselves do
+# not derive from asyncio's (``type(handle)`` is ``ferroloop.Handle``; see
+# README, "Where ferroloop deliberately differs").
+
+
+class _Handle(events.Handle):
+    """The class a ``ferroloop.Handle`` claims for ``isinstance``."""
+
+    __slots__ = ()
+
+
+class _TimerHandle(events.TimerHandle):
+    """The class a ``ferroloop.TimerHandle`` claims for ``isinstance``."""
+
+    __slots__ = ()
+
+
+class _ThreadSafeHandle(getattr(events, "_ThreadSafeHandle", events.Handle)):  # type: ignore[misc]
+    """The class a ``call_soon_threadsafe`` handle claims for ``isinstance``:
+    asyncio's ``_ThreadSafeHandle`` where it has one (3.14+), else its
+    ``Handle``."""
+
+    __slots__ = ()
+
 
 
 def _report_callback_error(

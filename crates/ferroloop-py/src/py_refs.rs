@@ -75,6 +75,12 @@ cached_attr!(
     /// `_handle_repr(handle)`: asyncio's `Handle.__repr__` text.
     handle_repr, "ferroloop._hooks", "_handle_repr");
 cached_attr!(
+    /// The classes handles give as their `__class__` (subclasses of
+    /// asyncio's `Handle`, `TimerHandle` and `_ThreadSafeHandle`).
+    nominal_handle, "ferroloop._hooks", "_Handle");
+cached_attr!(nominal_timer_handle, "ferroloop._hooks", "_TimerHandle");
+cached_attr!(nominal_threadsafe_handle, "ferroloop._hooks", "_ThreadSafeHandle");
+cached_attr!(
     /// `asyncio.BufferedProtocol`.
     buffered_protocol, "asyncio.protocols", "BufferedProtocol");
 cached_attr!(
