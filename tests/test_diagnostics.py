@@ -101,6 +101,28 @@ def test_abandoned_by_cancelling_the_task_is_reported(floop):
     assert f":{line_of('# first iteration: cancelled')} in consume (task consumer)" in messages[0]
 
 
+def test_the_report_keeps_no_task_alive(floop):
+    """A task that iterated a generator with the report on is freed when its
+    last reference goes, and its exception reported as never retrieved, as
+    on asyncio (the report once kept the last task it saw alive)."""
+
+    async def fails():
+        g = ticker()
+        await g.__anext__()
+        await g.aclose()
+        raise ValueError("never retrieved")
+
+    floop._set_asyncgen_report(True)
+    task = floop.create_task(fails())
+    floop.run_until_complete(asyncio.sleep(0.01))
+    assert task.done()
+    assert floop.errors == []
+    del task
+    gc.collect()
+    assert [c["message"] for c in floop.errors] == ["Task exception was never retrieved"]
+    floop.errors.clear()
+
+
 def test_abandoned_by_an_exception_is_reported(floop):
     async def main():
         with contextlib.suppress(ZeroDivisionError):

@@ -82,9 +82,11 @@ pub struct AsyncGens {
     pub counts: AsyncGenCounts,
     /// First-iteration records by generator address (report mode).
     origins: AddressMap<Origin>,
-    /// The last task seen by `firstiter` and its name, so that a task
-    /// iterating many generators is asked its name once.
-    last_task: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// The last task seen by `firstiter` (weakly: a record must not keep a
+    /// task alive, which would delay its "exception was never retrieved"
+    /// report) and its name, so that a task iterating many generators is
+    /// asked its name once.
+    last_task: Option<(Py<PyWeakrefReference>, Py<PyAny>)>,
 }
 
 impl Default for AsyncGens {
@@ -283,19 +285,23 @@ impl Loop {
             s.asyncgens
                 .last_task
                 .as_ref()
-                .filter(|(t, _)| t.is(&task))
-                .map(|(_, name)| name.clone_ref(py))
+                .map(|(t, name)| (t.clone_ref(py), name.clone_ref(py)))
         });
-        if let Some(name) = cached {
-            return Ok(Some(name));
+        if let Some((seen, name)) = cached {
+            if seen.bind(py).upgrade().is_some_and(|t| t.is(&task)) {
+                return Ok(Some(name));
+            }
         }
         let name = task.call_method0(intern!(py, "get_name"))?.unbind();
-        let old = this.state.with(py, |s| {
-            s.asyncgens
-                .last_task
-                .replace((task.unbind(), name.clone_ref(py)))
-        });
-        drop(old);
+        // A task that takes no weak reference is simply not remembered.
+        if let Ok(weak) = PyWeakrefReference::new(&task) {
+            let old = this.state.with(py, |s| {
+                s.asyncgens
+                    .last_task
+                    .replace((weak.unbind(), name.clone_ref(py)))
+            });
+            drop(old);
+        }
         Ok(Some(name))
     }
 
