@@ -287,25 +287,33 @@ unsafe fn parse_common<'py>(
     Some(Parsed {
         fixed,
         callback,
-        args: tuple_of(py, &positional[required..]),
+        // SAFETY: the pointers are the call's valid borrowed references. A
+        // tuple that cannot be made (no memory) sends the call down the
+        // trampoline path, which raises the error.
+        args: unsafe { tuple_of(py, &positional[required..]) }.ok()?,
         context,
     })
 }
 
 /// A tuple of the borrowed object pointers `items` (the shared empty tuple
 /// when there are none).
-fn tuple_of<'py>(py: Python<'py>, items: &[*mut ffi::PyObject]) -> Bound<'py, PyTuple> {
+///
+/// # Safety
+/// Every pointer in `items` must be a valid borrowed reference.
+unsafe fn tuple_of<'py>(
+    py: Python<'py>,
+    items: &[*mut ffi::PyObject],
+) -> PyResult<Bound<'py, PyTuple>> {
     if items.is_empty() {
-        return PyTuple::empty(py);
+        return Ok(PyTuple::empty(py));
     }
-    // SAFETY: the pointers are valid borrowed references for the call.
     PyTuple::new(
         py,
         items
             .iter()
+            // SAFETY: guaranteed by the caller.
             .map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) }),
     )
-    .expect("a tuple of known length")
 }
 
 /// The direct path of an entry point (see "The direct path" above), or
