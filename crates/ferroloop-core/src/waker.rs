@@ -15,6 +15,7 @@
 //! therefore pays no system call per `call_soon_threadsafe`.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -86,18 +87,22 @@ impl SelfPipe {
     /// `EAGAIN`: one system call per wake-up rather than two. A byte written
     /// after that read is a later wake-up, which the (level-triggered)
     /// poller reports on its next wait.
+    ///
+    /// The buffer is not zeroed first (zeroing 4 KiB cost more instructions
+    /// than the rest of a wake-up): only the bytes `recv` wrote are read.
     pub fn drain(&self, mut on_signal: impl FnMut(u8)) -> io::Result<()> {
+        const SIZE: usize = 4096;
         let fd = self.read.require()?;
-        let mut buf = [0u8; 4096];
+        let mut buf = [MaybeUninit::<u8>::uninit(); SIZE];
         loop {
-            let err = match socket::recv(fd, &mut buf) {
+            // SAFETY: `buf` is valid for writes of `SIZE` bytes.
+            let err = match unsafe { socket::recv_raw(fd, buf.as_mut_ptr().cast(), SIZE) } {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
-                    buf[..n]
-                        .iter()
-                        .filter(|&&b| b != 0)
-                        .for_each(|&b| on_signal(b));
-                    if n < buf.len() {
+                    // SAFETY: `recv` initialized the first `n` bytes (n <= SIZE).
+                    let read = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+                    read.iter().filter(|&&b| b != 0).for_each(|&b| on_signal(b));
+                    if n < SIZE {
                         return Ok(());
                     }
                     continue;

@@ -78,7 +78,9 @@ fn a_drain_empties_the_pipe_whatever_it_holds() {
         let pipe = SelfPipe::new().unwrap();
         p.add(pipe.read_fd().unwrap(), 7, Interest::READABLE)
             .unwrap();
-        let bytes: Vec<u8> = (0..count).map(|i| if i % 1000 == 999 { 10 } else { 0 }).collect();
+        let bytes: Vec<u8> = (0..count)
+            .map(|i| if i % 1000 == 999 { 10 } else { 0 })
+            .collect();
         let mut written = 0;
         let mut signals = Vec::new();
         // A socket buffer may not hold 100,000 bytes: write what fits,
