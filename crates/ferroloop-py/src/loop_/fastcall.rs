@@ -100,29 +100,24 @@ unsafe fn parse<'py>(
     let required = 1 + usize::from(spec.fixed.is_some());
     // SAFETY: the caller guarantees `nargs` valid positional pointers.
     let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
-    // SAFETY (all three): the pointers are valid borrowed references.
+    // SAFETY (both): the pointers are valid borrowed references.
     let borrowed = |ptr: *mut ffi::PyObject| unsafe { Bound::from_borrowed_ptr(py, ptr) };
     // `fixed` (if the method has one), then `callback`.
     let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
     for (slot, &ptr) in slots.iter_mut().zip(positional).take(required) {
         *slot = Some(borrowed(ptr));
     }
-    let rest = PyTuple::new(
-        py,
-        positional[required.min(nargs)..]
-            .iter()
-            .map(|&p| borrowed(p)),
-    )?;
+    // SAFETY: forwarded from the caller.
+    let rest = unsafe { tuple_of(py, &positional[required.min(nargs)..]) }?;
     let mut context = None;
     if !kwnames.is_null() {
         // SAFETY: `kwnames` is a tuple of strings (vectorcall protocol).
         let names =
             unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
-        let interned = intern!(py, "context");
         for (i, name) in names.iter().enumerate() {
             // SAFETY: keyword values follow the positional arguments.
             let value = borrowed(unsafe { *args.add(nargs + i) });
-            if name.is(interned) || is_context_name(py, &name) {
+            if is_context_name(py, &name) {
                 context = (!value.is_none()).then_some(value);
                 continue;
             }
@@ -169,12 +164,18 @@ unsafe fn parse<'py>(
 /// [`is_context_name`].
 static CONTEXT_NAME: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
+/// Whether `name` is one of the `"context"` strings already known: the
+/// interned one, or the one remembered by [`is_context_name`]. Identity only.
+fn is_known_context_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> bool {
+    name.is(intern!(py, "context")) || CONTEXT_NAME.get(py).is_some_and(|seen| name.is(seen))
+}
+
 /// Whether `name` is the string `"context"`. Callers that are not Python code
 /// (asyncio's C `Task` and `Future`) pass a string of their own rather than
 /// the interned one; the first such object is remembered (and kept alive), so
 /// that later calls compare by identity instead of by text.
 fn is_context_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> bool {
-    if CONTEXT_NAME.get(py).is_some_and(|seen| name.is(seen)) {
+    if is_known_context_name(py, name) {
         return true;
     }
     let Ok(name) = name.cast::<PyString>() else {
@@ -267,7 +268,7 @@ unsafe fn parse_common<'py>(
         }
         // SAFETY: the tuple has one item.
         let name = unsafe { names.get_borrowed_item_unchecked(0) };
-        if !(name.is(intern!(py, "context")) || CONTEXT_NAME.get(py).is_some_and(|n| name.is(n))) {
+        if !is_known_context_name(py, &name) {
             return None;
         }
         // SAFETY: the keyword value follows the positional arguments.
