@@ -43,6 +43,7 @@ __all__ = (
     "WRITELINES_TAKES_VIEWS",
     "RUN_UNTIL_COMPLETE_CB",
     "THREADSAFE_HANDLE_WAITS",
+    "THREADSAFE_HANDLE_CLASS",
     "iscoroutinefunction",
     "C_TASK",
     "HAS_IPV6",
@@ -219,6 +220,10 @@ FORMAT_CALLBACK_TAKES_DEBUG: bool = "debug" in _parameters(format_helpers._forma
 # that is already running (3.14 and later). Read by the native
 # ``Loop.call_soon_threadsafe``, which otherwise returns a plain ``Handle``.
 THREADSAFE_HANDLE_WAITS: bool = hasattr(events, "_ThreadSafeHandle")
+
+# The class ``call_soon_threadsafe``'s handles are instances of on asyncio:
+# ``_ThreadSafeHandle`` where it exists, else ``Handle``.
+THREADSAFE_HANDLE_CLASS: type = getattr(events, "_ThreadSafeHandle", events.Handle)
 
 # asyncio's test for a coroutine function (``inspect``'s, or a function
 # carrying asyncio's old ``_is_coroutine`` mark), by the name that does not

@@ -77,7 +77,7 @@ class _TimerHandle(events.TimerHandle):
     __slots__ = ()
 
 
-class _ThreadSafeHandle(getattr(events, "_ThreadSafeHandle", events.Handle)):  # type: ignore[misc]
+class _ThreadSafeHandle(_compat.THREADSAFE_HANDLE_CLASS):  # type: ignore[misc,valid-type]
     """The class a ``call_soon_threadsafe`` handle claims for ``isinstance``:
     asyncio's ``_ThreadSafeHandle`` where it has one (3.14+), else its
     ``Handle``."""
