@@ -40,6 +40,10 @@ from ._subprocess import SubprocessMixin
 
 __all__ = ("Loop",)
 
+# The line shutdown_asyncgens() logs, with the report on, for the generators
+# it closes that were never closed (a count, then their names).
+_SHUTDOWN_SUMMARY = "shutdown_asyncgens() is closing %d asynchronous generator(s) that were never closed: %s"
+
 
 def _register_task_step_type():
     """Tell the native loop the type of the callback asyncio's C ``Task``
@@ -298,7 +302,7 @@ class Loop(
             if suspended:
                 counts = collections.Counter(suspended)
                 logger().warning(
-                    "shutdown_asyncgens() is closing %d asynchronous generator(s) that were never closed: %s",
+                    _SHUTDOWN_SUMMARY,
                     len(suspended),
                     ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in counts.items()),
                 )

@@ -52,6 +52,8 @@ import time
 import traceback
 from collections import Counter
 
+from ferroloop._loop import _SHUTDOWN_SUMMARY
+
 __all__ = ("execute", "compare", "check", "STREAMS")
 
 STREAMS = ("main", "leaves_at", "leaves_later", "threads", "shutdown", "finalized")
@@ -136,9 +138,7 @@ class Trace:
 
 # What ferroloop logs in debug mode on top of what asyncio logs (its
 # diagnostics, see README): not part of the comparison.
-_FERROLOOP_DIAGNOSTICS = frozenset(
-    {"shutdown_asyncgens() is closing %d asynchronous generator(s) that were never closed: %s"}
-)
+_FERROLOOP_DIAGNOSTICS = frozenset({_SHUTDOWN_SUMMARY})
 
 
 class _LogRecorder(logging.Handler):
