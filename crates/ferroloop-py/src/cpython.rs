@@ -117,6 +117,7 @@ pub fn in_context<R>(
 /// Calls `callback(*args)` inside `context`, as `context.run(callback, *args)`
 /// does, but entering the context with `PyContext_Enter`/`PyContext_Exit`
 /// and passing the tuple's item array straight to vectorcall.
+#[inline]
 pub fn call_in_context<'py>(
     py: Python<'py>,
     context: &Bound<'py, PyAny>,

@@ -209,6 +209,7 @@ impl Inner {
     ///
     /// # Safety
     /// The GIL must be held, outside any `GilCell` borrow.
+    #[inline]
     unsafe fn release(self) {
         if self.owns_context {
             if let Some(ctx) = &self.context {
@@ -251,7 +252,13 @@ impl Drop for Handle {
         // SAFETY: a handle is dropped only with the GIL held, and `&mut self`
         // excludes any borrow; the `ManuallyDrop` field is not used after.
         unsafe {
-            inner.release();
+            // A handle from the free list (the usual case at close) holds
+            // nothing: skip the per-field checks.
+            if inner.is_empty() {
+                std::mem::forget(inner);
+            } else {
+                inner.release();
+            }
             decref(ManuallyDrop::take(&mut self.link).into_any());
         }
     }
@@ -298,6 +305,7 @@ pub(crate) struct NewHandle<'py> {
 impl Handle {
     /// The varying part of a new handle. `queued`: the handle goes into one
     /// of the loop's queues, so a context copied for it starts untracked.
+    #[inline]
     fn fill(py: Python<'_>, new: NewHandle<'_>, queued: bool) -> PyResult<Inner> {
         let (context, owns_context) = match new.context {
             Some(ctx) => (ctx.unbind(), false),
@@ -364,6 +372,7 @@ impl Handle {
     /// A plain handle. `queued`: it goes into one of the loop's queues; it is
     /// then taken from the loop's free list when possible, and left untracked
     /// by the garbage collector until released.
+    #[inline]
     pub(crate) fn new_plain<'py, O: HandleOwner>(
         owner: &Bound<'py, O>,
         new: NewHandle<'py>,
@@ -429,6 +438,7 @@ impl Handle {
     /// context) again; if nothing does, its references are released now and
     /// the empty object goes back to the loop's free list. Must not be
     /// called inside a `GilCell` borrow: releasing runs arbitrary code.
+    #[inline]
     pub(crate) fn release(py: Python<'_>, owner: &impl HandleOwner, handle: Py<Handle>) {
         let this = handle.get();
         if is_shared(&handle) {
@@ -501,6 +511,7 @@ impl Handle {
     /// Runs the callback in its context. Exceptions go to the loop's
     /// exception handler; only `KeyboardInterrupt`, `SystemExit` and errors
     /// raised by the exception handler machinery itself are returned.
+    #[inline]
     pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
         let parts = slf.get().inner.with(py, |i| {

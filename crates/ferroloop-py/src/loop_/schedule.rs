@@ -31,6 +31,7 @@ impl Loop {
 
     /// What a new handle for `callback(*args)` needs, after asyncio's
     /// debug-mode checks (`method` names the caller in their messages).
+    #[inline]
     fn new_handle<'py>(
         slf: &Bound<'py, Self>,
         method: &str,
@@ -55,6 +56,7 @@ impl Loop {
         })
     }
 
+    #[inline]
     pub(super) fn push_ready(&self, py: Python<'_>, item: Ready) {
         self.state.with(py, |s| {
             s.stats.counters.callbacks_scheduled += 1;
@@ -63,6 +65,7 @@ impl Loop {
     }
 
     /// `call_soon(callback, *args, context=None)`.
+    #[inline]
     pub(crate) fn call_soon<'py>(
         slf: &Bound<'py, Self>,
         callback: Bound<'py, PyAny>,
