@@ -550,3 +550,46 @@ def test_reads_of_changing_sizes_deliver_every_byte_as_bytes(loop):
         await finish(server, sp, cp)
 
     loop.run_until_complete(main())
+
+
+def test_received_bytes_never_change_and_carry_no_stale_hash(loop):
+    # ferroloop fills the bytes object of an earlier read again once the
+    # protocol has dropped it: a chunk the protocol keeps, or a view of one,
+    # must never change afterwards, and the hash cached by a dropped chunk
+    # must not carry over to later data.
+    sizes = [1024, 1024, 1000, 1024, 900, 2048, 1024, 10_000, 9_000, 10_000, 40_000, 50_000, 40_000, 3, 1024]
+
+    class Keeper(Recorder):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.kept = []
+            self.stale = []
+            self.count = 0
+
+        def data_received(self, data):
+            super().data_received(data)
+            copy = bytes(bytearray(data))
+            if hash(data) != hash(copy) or data != copy or len(data) != len(copy):
+                self.stale.append(self.count)
+            self.count += 1
+            if self.count % 3 == 0:
+                self.kept.append((data, copy))
+            elif self.count % 3 == 1:
+                self.kept.append((memoryview(data), copy))
+            # Otherwise dropped, with its hash cached.
+
+    async def main():
+        sp, cp, server = await tcp_pair(loop, server_protocol=Keeper(loop))
+        sent = bytearray()
+        for size in sizes * 3:
+            chunk = os.urandom(size)
+            sent += chunk
+            cp.transport.write(chunk)
+            while len(sp.data) < len(sent):
+                await asyncio.sleep(0.001)
+        assert bytes(sp.data) == bytes(sent)
+        assert sp.stale == []
+        assert sp.kept and all(bytes(kept) == copy for kept, copy in sp.kept)
+        await finish(server, sp, cp)
+
+    loop.run_until_complete(main())

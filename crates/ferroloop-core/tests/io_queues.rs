@@ -1,7 +1,7 @@
 //! The outgoing datagram queue and the read-size policy.
 
 use ferroloop_core::io::datagram_queue::DatagramQueue;
-use ferroloop_core::io::read_policy::{ReadPlan, ReadSizer, LARGE_READ};
+use ferroloop_core::io::read_policy::{fits, ReadPlan, ReadSizer, LARGE_READ};
 
 #[test]
 fn datagrams_are_counted_with_their_overhead_and_kept_whole() {
@@ -46,4 +46,14 @@ fn reads_go_direct_after_a_large_one() {
     assert_eq!(sizer.plan(1 << 18), ReadPlan::Direct(1 << 18), "capped");
     sizer.record(0);
     assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
+}
+
+#[test]
+fn a_reused_object_is_large_enough_and_not_much_larger() {
+    assert!(fits(1024, 1024));
+    assert!(fits(1024, 768), "a quarter unused");
+    assert!(!fits(1024, 767), "more than a quarter unused");
+    assert!(!fits(1024, 1025), "too small");
+    assert!(fits(2, 2));
+    assert!(!fits(0, 1));
 }

@@ -203,31 +203,84 @@ pub fn current_thread_id() -> u64 {
     u64::from(unsafe { ffi::PyThread_get_thread_ident() })
 }
 
-/// A new `bytes` object of `size` bytes whose contents the caller fills
-/// through `fill` (given a pointer to the `size` writable bytes); `fill`
-/// returns how many it filled. A fully filled object is returned as it is;
-/// a partly filled one is copied into an exact-size object (CPython has no
-/// public way to shrink a `bytes` in place). `None` if the allocation fails.
-pub fn fill_new_bytes<'py, E>(
-    py: Python<'py>,
-    size: usize,
-    fill: impl FnOnce(*mut u8, usize) -> Result<usize, E>,
-) -> Option<Result<Bound<'py, PyBytes>, E>> {
-    // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes an uninitialised
-    // object that nobody else sees until we return it; `fill` writes at most
-    // `size` bytes into it, and only the part it reports filled is exposed.
-    unsafe {
-        let raw = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
-        let obj = Bound::from_owned_ptr_or_err(py, raw).ok()?;
-        let obj = obj.cast_into_unchecked::<PyBytes>();
-        let ptr = ffi::PyBytes_AsString(obj.as_ptr()).cast::<u8>();
-        Some(fill(ptr, size).map(|n| {
-            if n == size {
-                obj
-            } else {
-                PyBytes::new(py, std::slice::from_raw_parts(ptr, n))
+/// A `bytes` object only the loop references, allocated for `capacity`
+/// bytes, whose contents the loop writes before handing it out; the object
+/// of a read, made new or reused (`ferroloop_core::io::read_policy`,
+/// "Reusing the object").
+///
+/// Writing into a `bytes` and changing its size is sound while nobody else
+/// holds a reference: CPython's own `_PyBytes_Resize` relies on the same
+/// rule. The size may shrink below the allocation: the object's memory is
+/// freed by address, whatever its size says. Empty and one-byte objects
+/// made from data are shared singletons, so no object of capacity 0 exists
+/// here, and a filled object always holds at least one byte.
+pub struct OwnedBytes<'py> {
+    obj: Bound<'py, PyBytes>,
+    capacity: usize,
+}
+
+impl<'py> OwnedBytes<'py> {
+    /// A new object for `capacity` (at least 1) bytes; `None` if it cannot
+    /// be allocated (the error is left unraised).
+    pub fn new(py: Python<'py>, capacity: usize) -> Option<Self> {
+        assert!(capacity > 0, "an empty bytes is a shared singleton");
+        // SAFETY: PyBytes_FromStringAndSize(NULL, n) with n > 0 returns a
+        // new, uninitialised object (never a singleton) or NULL.
+        let obj = unsafe {
+            let raw = ffi::PyBytes_FromStringAndSize(std::ptr::null(), capacity as ffi::Py_ssize_t);
+            Bound::from_owned_ptr_or_err(py, raw)
+                .ok()?
+                .cast_into_unchecked::<PyBytes>()
+        };
+        Some(OwnedBytes { obj, capacity })
+    }
+
+    /// Takes `obj` back after it was handed out (by [`OwnedBytes::finish`],
+    /// from an object of `capacity` bytes) if nobody else references it.
+    ///
+    /// # Safety
+    /// `obj` must come from `finish` on an `OwnedBytes` of this `capacity`.
+    pub unsafe fn reclaim(obj: Bound<'py, PyBytes>, capacity: usize) -> Option<Self> {
+        // SAFETY: `obj` is a live object; its count is only read.
+        let alone = unsafe { ffi::Py_REFCNT(obj.as_ptr()) } == 1;
+        alone.then_some(OwnedBytes { obj, capacity })
+    }
+
+    /// How many bytes it was allocated for.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The object as it is, for the loop to keep while nobody uses it.
+    pub fn into_unfilled(self) -> Bound<'py, PyBytes> {
+        self.obj
+    }
+
+    /// Its `capacity` writable bytes.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        // SAFETY: the object is a live bytes; nobody else references it.
+        unsafe { ffi::PyBytes_AS_STRING(self.obj.as_ptr()).cast_mut().cast() }
+    }
+
+    /// The object, holding its first `n` bytes (1 to `capacity`): its size
+    /// is set to `n`, the terminating NUL rewritten, and a hash cached from
+    /// an earlier use forgotten.
+    pub fn finish(mut self, n: usize) -> Bound<'py, PyBytes> {
+        assert!(n > 0 && n <= self.capacity, "filled size out of range");
+        let data = self.as_mut_ptr();
+        let raw = self.obj.as_ptr();
+        // SAFETY: nobody else references the object (see above); `n` is
+        // within its allocation, which has room for `capacity` bytes and a
+        // NUL after them.
+        unsafe {
+            (*raw.cast::<ffi::PyVarObject>()).ob_size = n as ffi::Py_ssize_t;
+            #[allow(deprecated)]
+            {
+                (*raw.cast::<ffi::PyBytesObject>()).ob_shash = -1;
             }
-        }))
+            *data.add(n) = 0;
+        }
+        self.obj
     }
 }
 

@@ -79,7 +79,11 @@ cached_attr!(
     /// asyncio's `Handle`, `TimerHandle` and `_ThreadSafeHandle`).
     nominal_handle, "ferroloop._hooks", "_Handle");
 cached_attr!(nominal_timer_handle, "ferroloop._hooks", "_TimerHandle");
-cached_attr!(nominal_threadsafe_handle, "ferroloop._hooks", "_ThreadSafeHandle");
+cached_attr!(
+    nominal_threadsafe_handle,
+    "ferroloop._hooks",
+    "_ThreadSafeHandle"
+);
 cached_attr!(
     /// `asyncio.BufferedProtocol`.
     buffered_protocol, "asyncio.protocols", "BufferedProtocol");

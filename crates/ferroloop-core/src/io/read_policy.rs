@@ -9,6 +9,17 @@
 //! exact-size object as a small one would be. Asking the kernel how much is
 //! queued (`FIONREAD`) instead would cost a system call per read, measurably
 //! more than it saves.
+//!
+//! # Reusing the object
+//! A `bytes` handed to `data_received` is usually dropped as soon as the
+//! callback returns. The loop then keeps it (one spare per loop) and fills
+//! it again for a later read, instead of freeing it and allocating another:
+//! objects of more than 512 bytes come from the C allocator, whose free and
+//! allocate pair costs a 1 KiB echo as much as the rest of the loop's own
+//! work per message. An object is reused for `n` bytes only if it was made
+//! for at least `n` and at most a quarter more ([`fits`]), so that the
+//! bytes a reused object carries beyond its contents stay bounded if the
+//! protocol keeps it.
 
 /// Reads at least this large switch to receiving straight into a new object.
 pub const LARGE_READ: usize = 32 * 1024;
@@ -43,4 +54,11 @@ impl ReadSizer {
     pub fn record(&mut self, n: usize) {
         self.last = n;
     }
+}
+
+/// Whether an object allocated for `capacity` bytes may carry `n` (see
+/// "Reusing the object" above): it is large enough, and at most a quarter
+/// of it would go unused.
+pub fn fits(capacity: usize, n: usize) -> bool {
+    n <= capacity && capacity - n <= capacity / 4
 }

@@ -41,7 +41,7 @@ use ferroloop_core::{monotonic, Events, Interest, Poller, SelfPipe, TimerEntry, 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple, PyWeakrefReference};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyWeakrefReference};
 use pyo3::PyTraverseError;
 
 use crate::errors::{closed_error, os_error};
@@ -99,6 +99,9 @@ struct State {
     transports: HashMap<RawFd, Py<PyWeakrefReference>>,
     /// The receive buffer transports share; taken out while in use.
     read_buffer: Vec<u8>,
+    /// A `bytes` handed to a protocol and dropped by it, with the size it
+    /// was allocated for, kept for a later read (`port.rs`).
+    spare_bytes: Option<(Py<PyBytes>, usize)>,
     /// What `loop.stats()` reports.
     stats: stats::Stats,
 }
@@ -124,6 +127,7 @@ impl Default for State {
             free_timers: free_list(),
             transports: HashMap::new(),
             read_buffer: Vec::new(),
+            spare_bytes: None,
             stats: stats::Stats::default(),
         }
     }
@@ -151,6 +155,8 @@ impl State {
             handle.get().set_unscheduled();
             dead.handles.push(handle);
         }
+        dead.objects
+            .extend(self.spare_bytes.take().map(|(b, _)| b.into_any()));
         for list in [&mut self.free_handles, &mut self.free_timers] {
             dead.objects
                 .extend(list.drain().into_iter().map(Py::into_any));

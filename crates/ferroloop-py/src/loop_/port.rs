@@ -7,12 +7,14 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
 
+use ferroloop_core::io::read_policy::fits;
 use ferroloop_core::reactor::registry::Removed;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple, PyWeakrefReference};
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyWeakrefReference};
 
 use super::{Loop, READ_BUFFER_SIZE};
+use crate::cpython::OwnedBytes;
 use crate::errors::os_error;
 use crate::source::{Direction, Source, Watcher};
 
@@ -54,6 +56,51 @@ impl Loop {
             vec![0; READ_BUFFER_SIZE]
         };
         ReadBuffer { lp: self, py, buf }
+    }
+
+    /// A `bytes` to carry `n` received bytes: the loop's spare object if
+    /// it fits (`read_policy::fits`), otherwise a new one; `None` if one
+    /// cannot be allocated.
+    pub(crate) fn bytes_for<'py>(&self, py: Python<'py>, n: usize) -> Option<OwnedBytes<'py>> {
+        let spare = self.state.with(py, |s| match s.spare_bytes {
+            Some((_, capacity)) if fits(capacity, n) => s.spare_bytes.take(),
+            _ => None,
+        });
+        // SAFETY: the spare was reclaimed by `recycle_bytes` with its
+        // capacity, and the loop's state lends it to nobody.
+        spare
+            .and_then(|(obj, capacity)| unsafe {
+                OwnedBytes::reclaim(obj.into_bound(py), capacity)
+            })
+            .or_else(|| OwnedBytes::new(py, n))
+    }
+
+    /// After a protocol was handed `data`: kept as the loop's spare object if
+    /// nobody references it any more.
+    ///
+    /// # Safety
+    /// `data` must come from [`OwnedBytes::finish`] on an object of
+    /// `capacity` bytes.
+    pub(crate) unsafe fn recycle_bytes(
+        &self,
+        py: Python<'_>,
+        data: Bound<'_, PyBytes>,
+        capacity: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        if let Some(owned) = unsafe { OwnedBytes::reclaim(data, capacity) } {
+            self.keep_spare_bytes(py, owned);
+        }
+    }
+
+    /// Keeps an object nobody else references as the loop's spare.
+    pub(crate) fn keep_spare_bytes(&self, py: Python<'_>, owned: OwnedBytes<'_>) {
+        let capacity = owned.capacity();
+        let obj = owned.into_unfilled().unbind();
+        let old = self
+            .state
+            .with(py, |s| s.spare_bytes.replace((obj, capacity)));
+        drop(old);
     }
 
     /// Calls `watcher` whenever `fd` is ready in direction `dir`, replacing

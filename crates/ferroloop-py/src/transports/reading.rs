@@ -16,9 +16,9 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use ferroloop_core::io::read_policy::{ReadPlan, ReadSizer};
+use ferroloop_core::io::read_policy::{fits, ReadPlan, ReadSizer};
 use ferroloop_core::sys::would_block;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -27,7 +27,7 @@ use pyo3::{intern, PyTraverseError};
 use super::base::{self, ReceiveFn};
 use super::feed;
 use crate::buffer::BufferGuard;
-use crate::cpython::fill_new_bytes;
+use crate::cpython::OwnedBytes;
 use crate::gil_cell::GilCell;
 use crate::loop_::{Loop, READ_BUFFER_SIZE};
 use crate::py_refs;
@@ -234,12 +234,12 @@ impl Reading {
         let py = lp.py();
         let plan = self.st.with(py, |s| s.sizer.plan(READ_BUFFER_SIZE));
         let received = match plan {
-            ReadPlan::Direct(size) => read_direct(py, fd, read, size),
+            ReadPlan::Direct(size) => read_direct(lp, fd, read, size),
             ReadPlan::Shared => None,
         }
         .unwrap_or_else(|| read_shared(lp, fd, read));
         let n = match &received {
-            Ok(Some(data)) => data.as_bytes().len(),
+            Ok(Some((data, _))) => data.as_bytes().len(),
             _ => 0,
         };
         self.st.with(py, |s| s.sizer.record(n));
@@ -247,11 +247,17 @@ impl Reading {
             Err(e) if would_block(&e) => Received::Nothing,
             Err(e) => Received::Failed(e),
             Ok(None) => Received::Eof,
-            Ok(Some(data)) => Received::Delivered {
-                result: data_received.call1((data,)).map(drop),
-                message: DATA_RECEIVED_FAILED,
-                plain: true,
-            },
+            Ok(Some((data, capacity))) => {
+                let result = data_received.call1((&data,)).map(drop);
+                // SAFETY: `data` was finished from an object of `capacity`
+                // bytes by `read_shared` or `read_direct`.
+                unsafe { lp.get().recycle_bytes(py, data, capacity) };
+                Received::Delivered {
+                    result,
+                    message: DATA_RECEIVED_FAILED,
+                    plain: true,
+                }
+            }
         }
     }
 }
@@ -302,9 +308,23 @@ fn receive_stream(
     let result = match feed::feed(protocol, &buf[..n]) {
         Some(result) => result,
         None => {
-            let data = PyBytes::new(py, &buf[..n]);
-            drop(buf);
-            data_received.call1((data,)).map(drop)
+            let owned = lp.get().bytes_for(py, n);
+            match owned {
+                Some(mut owned) => {
+                    // SAFETY: the object has room for `n` bytes, and
+                    // nothing else references it.
+                    unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), owned.as_mut_ptr(), n) };
+                    drop(buf);
+                    let capacity = owned.capacity();
+                    let data = owned.finish(n);
+                    let result = data_received.call1((&data,)).map(drop);
+                    // SAFETY: `data` was finished from an object of
+                    // `capacity` bytes just above.
+                    unsafe { lp.get().recycle_bytes(py, data, capacity) };
+                    result
+                }
+                None => Err(PyMemoryError::new_err(())),
+            }
         }
     };
     Received::Delivered {
@@ -314,35 +334,66 @@ fn receive_stream(
     }
 }
 
+/// Received data as a `bytes`, with the size its object was allocated for
+/// (to reuse it once the protocol is done with it).
+type ReceivedBytes<'py> = (Bound<'py, PyBytes>, usize);
+
 /// Reads into the loop's shared buffer and copies what arrived into a
-/// `bytes` of that size; `None` at end of file.
+/// `bytes` (see `read_policy`, "Reusing the object"); `None` at end of file.
 fn read_shared<'py>(
     lp: &Bound<'py, Loop>,
     fd: RawFd,
     read: RawRead,
-) -> io::Result<Option<Bound<'py, PyBytes>>> {
+) -> io::Result<Option<ReceivedBytes<'py>>> {
     let py = lp.py();
     let mut buf = lp.get().read_buffer(py);
     // SAFETY: the shared buffer is writable for its whole length.
     let n = unsafe { read(fd, buf.as_mut_ptr(), buf.len()) }?;
-    Ok((n > 0).then(|| PyBytes::new(py, &buf[..n])))
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut owned = lp
+        .get()
+        .bytes_for(py, n)
+        .ok_or(io::ErrorKind::OutOfMemory)?;
+    // SAFETY: the object has room for at least `n` bytes, and nothing else
+    // references it.
+    unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), owned.as_mut_ptr(), n) };
+    let capacity = owned.capacity();
+    Ok(Some((owned.finish(n), capacity)))
 }
 
-/// Reads straight into a new `bytes` of `size` bytes; `None` if the
-/// allocation fails (then `read_shared` runs).
+/// Reads straight into a `bytes` of at least `size` bytes (the loop's spare
+/// object if it fits); `None` if none can be allocated (then `read_shared`
+/// runs). A read much shorter than the object is copied into one of its
+/// size, and the unused object kept as the spare.
 fn read_direct<'py>(
-    py: Python<'py>,
+    lp: &Bound<'py, Loop>,
     fd: RawFd,
     read: RawRead,
     size: usize,
-) -> Option<io::Result<Option<Bound<'py, PyBytes>>>> {
-    let mut got = 0;
-    let filled = fill_new_bytes(py, size, |ptr, len| {
-        // SAFETY: `ptr` is writable for `len` bytes (see fill_new_bytes).
-        got = unsafe { read(fd, ptr, len) }?;
-        Ok(got)
-    })?;
-    Some(filled.map(|bytes| (got > 0).then_some(bytes)))
+) -> Option<io::Result<Option<ReceivedBytes<'py>>>> {
+    let py = lp.py();
+    let mut owned = lp.get().bytes_for(py, size)?;
+    let capacity = owned.capacity();
+    // SAFETY: the object is writable for `capacity` bytes, and nothing else
+    // references it.
+    let n = match unsafe { read(fd, owned.as_mut_ptr(), capacity) } {
+        Ok(0) => return Some(Ok(None)),
+        Ok(n) => n,
+        Err(e) => return Some(Err(e)),
+    };
+    if fits(capacity, n) {
+        return Some(Ok(Some((owned.finish(n), capacity))));
+    }
+    let Some(mut exact) = OwnedBytes::new(py, n) else {
+        return Some(Err(io::ErrorKind::OutOfMemory.into()));
+    };
+    // SAFETY: `owned` holds `n` read bytes; `exact` has room for `n`; they
+    // are distinct objects.
+    unsafe { std::ptr::copy_nonoverlapping(owned.as_mut_ptr(), exact.as_mut_ptr(), n) };
+    lp.get().keep_spare_bytes(py, owned);
+    Some(Ok(Some((exact.finish(n), n))))
 }
 
 fn receive_buffered(
