@@ -1,7 +1,7 @@
 //! The outgoing datagram queue and the read-size policy.
 
 use ferroloop_core::io::datagram_queue::DatagramQueue;
-use ferroloop_core::io::read_policy::{fits, ReadPlan, ReadSizer, LARGE_READ};
+use ferroloop_core::io::read_policy::{fits, ReadPlan, ReadSizer, DIRECT_READ};
 
 #[test]
 fn datagrams_are_counted_with_their_overhead_and_kept_whole() {
@@ -35,17 +35,61 @@ fn datagram_queue_without_overhead_counts_payload_bytes() {
 }
 
 #[test]
-fn reads_go_direct_after_a_large_one() {
+fn reads_go_direct_after_a_large_one_and_shared_after_a_full_one() {
+    const MAX: usize = 1 << 18;
     let mut sizer = ReadSizer::default();
-    assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
-    sizer.record(LARGE_READ - 1);
-    assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
-    sizer.record(LARGE_READ);
-    assert_eq!(sizer.plan(1 << 18), ReadPlan::Direct(LARGE_READ));
-    sizer.record(1 << 20);
-    assert_eq!(sizer.plan(1 << 18), ReadPlan::Direct(1 << 18), "capped");
-    sizer.record(0);
-    assert_eq!(sizer.plan(1 << 18), ReadPlan::Shared);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Shared);
+    sizer.record(DIRECT_READ - 1, MAX);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Shared, "small reads are copied");
+    sizer.record(1024, MAX);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(1280), "a quarter more");
+    sizer.record(1024, 1280);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(1280), "steady");
+    sizer.record(1280, 1280);
+    assert_eq!(
+        sizer.plan(MAX),
+        ReadPlan::Shared,
+        "filled: more may be queued"
+    );
+    sizer.record(1 << 20, 1 << 20);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Shared);
+    sizer.record(MAX - 1, MAX);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(MAX), "capped");
+}
+
+#[test]
+fn the_guess_keeps_the_largest_recent_read_and_forgets_it_slowly() {
+    const MAX: usize = 1 << 18;
+    let mut sizer = ReadSizer::default();
+    sizer.record(8000, MAX);
+    sizer.record(600, 10_000);
+    assert_eq!(
+        sizer.plan(MAX),
+        ReadPlan::Direct(8750),
+        "7000 plus a quarter"
+    );
+    sizer.record(7000, 8750);
+    assert_eq!(
+        sizer.plan(MAX),
+        ReadPlan::Direct(8750),
+        "the large one still fits"
+    );
+    for _ in 0..40 {
+        sizer.record(600, 8750);
+    }
+    assert_eq!(
+        sizer.plan(MAX),
+        ReadPlan::Direct(750),
+        "down to the small ones"
+    );
+    for _ in 0..40 {
+        sizer.record(0, 750);
+    }
+    assert_eq!(
+        sizer.plan(MAX),
+        ReadPlan::Shared,
+        "nothing read for a while"
+    );
 }
 
 #[test]

@@ -1,14 +1,24 @@
 //! How much a stream transport asks the kernel for, and where it lands.
 //!
-//! Most reads are small: they go into the loop's shared receive buffer and
-//! are copied into an exact-size object, which is cheap for small sizes and
-//! never allocates a large object that stays mostly unused. After a large
-//! read ([`LARGE_READ`] bytes or more) the next read goes straight into a new
-//! object of the last read's size: fixed-size messages and bulk transfers
-//! then skip one copy per read, and a shorter read is copied into an
-//! exact-size object as a small one would be. Asking the kernel how much is
-//! queued (`FIONREAD`) instead would cost a system call per read, measurably
-//! more than it saves.
+//! A read goes either into the loop's shared receive buffer (256 KiB), whose
+//! contents are then copied into a `bytes` of their size, or straight into
+//! a `bytes` object, which spares that copy. Asking the kernel how much is
+//! queued (`FIONREAD`) would cost a system call per read, measurably more
+//! than it saves, so the size of the next read is guessed from the recent
+//! ones: the largest, forgotten slowly (an eighth per smaller read), so that
+//! a connection alternating small and large messages keeps room for the
+//! large ones.
+//!
+//! - While that guess is [`DIRECT_READ`] bytes or more, reads go straight
+//!   into an object of the guess plus a quarter. A stream of similar
+//!   messages (an echo, a request/response protocol, a bulk transfer in
+//!   steady chunks) then lands without a copy.
+//! - A read that filled such an object may have left more data queued, so
+//!   the next read goes to the shared buffer, which takes up to 256 KiB at
+//!   once; the one after that is sized from what it got.
+//! - Smaller reads go to the shared buffer: their copy is cheap, and a
+//!   guess that small would cut a queue of pipelined messages into many
+//!   reads.
 //!
 //! # Reusing the object
 //! A `bytes` handed to `data_received` is usually dropped as soon as the
@@ -16,43 +26,50 @@
 //! it again for a later read, instead of freeing it and allocating another:
 //! objects of more than 512 bytes come from the C allocator, whose free and
 //! allocate pair costs a 1 KiB echo as much as the rest of the loop's own
-//! work per message. An object is reused for `n` bytes only if it was made
-//! for at least `n` and at most a quarter more ([`fits`]), so that the
-//! bytes a reused object carries beyond its contents stay bounded if the
-//! protocol keeps it.
+//! work per message. A shorter `bytes` than its allocation is sound (its
+//! memory is freed by address). An object carries `n` bytes only if it was
+//! made for at least `n` and at most a quarter more ([`fits`]), so that
+//! what a kept object holds beyond its contents stays bounded, as in an
+//! allocator's size classes; a direct read that got less is copied into an
+//! object of its size, and the unused one stays the spare.
 
-/// Reads at least this large switch to receiving straight into a new object.
-pub const LARGE_READ: usize = 32 * 1024;
+/// Reads at least this large send the next read straight into an object.
+pub const DIRECT_READ: usize = 512;
 
 /// Where the next read goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadPlan {
     /// Into the shared buffer, then copied.
     Shared,
-    /// Straight into a new object of this many bytes.
+    /// Straight into an object of at least this many bytes.
     Direct(usize),
 }
 
-/// The read-size policy of one transport: remembers the last read.
+/// The read-size policy of one transport: remembers the recent reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadSizer {
-    last: usize,
+    /// The largest recent read, decayed by an eighth per smaller one.
+    guess: usize,
+    /// Whether the last read filled all the room it was given.
+    filled: bool,
 }
 
 impl ReadSizer {
     /// Where the next read should go; direct reads are capped at `max` (the
     /// size of the shared buffer).
     pub fn plan(&self, max: usize) -> ReadPlan {
-        if self.last >= LARGE_READ {
-            ReadPlan::Direct(self.last.min(max))
-        } else {
+        if self.filled || self.guess < DIRECT_READ {
             ReadPlan::Shared
+        } else {
+            ReadPlan::Direct((self.guess + self.guess / 4).min(max))
         }
     }
 
-    /// Records how many bytes the last read returned (0 for none or error).
-    pub fn record(&mut self, n: usize) {
-        self.last = n;
+    /// Records a read of `n` bytes (0 for none or an error) into room for
+    /// `room` bytes.
+    pub fn record(&mut self, n: usize, room: usize) {
+        self.guess = n.max(self.guess - self.guess / 8);
+        self.filled = n > 0 && n == room;
     }
 }
 

@@ -233,16 +233,16 @@ impl Reading {
     ) -> Received {
         let py = lp.py();
         let plan = self.st.with(py, |s| s.sizer.plan(READ_BUFFER_SIZE));
-        let received = match plan {
+        let (received, room) = match plan {
             ReadPlan::Direct(size) => read_direct(lp, fd, read, size),
             ReadPlan::Shared => None,
         }
-        .unwrap_or_else(|| read_shared(lp, fd, read));
+        .unwrap_or_else(|| (read_shared(lp, fd, read), READ_BUFFER_SIZE));
         let n = match &received {
             Ok(Some((data, _))) => data.as_bytes().len(),
             _ => 0,
         };
-        self.st.with(py, |s| s.sizer.record(n));
+        self.st.with(py, |s| s.sizer.record(n, room));
         match received {
             Err(e) if would_block(&e) => Received::Nothing,
             Err(e) => Received::Failed(e),
@@ -364,36 +364,37 @@ fn read_shared<'py>(
 }
 
 /// Reads straight into a `bytes` of at least `size` bytes (the loop's spare
-/// object if it fits); `None` if none can be allocated (then `read_shared`
-/// runs). A read much shorter than the object is copied into one of its
-/// size, and the unused object kept as the spare.
+/// object if it fits), and says how much room the read had; `None` if no
+/// object can be allocated (then `read_shared` runs). A read much shorter
+/// than the object is copied into one of its size, and the unused object
+/// kept as the spare.
 fn read_direct<'py>(
     lp: &Bound<'py, Loop>,
     fd: RawFd,
     read: RawRead,
     size: usize,
-) -> Option<io::Result<Option<ReceivedBytes<'py>>>> {
+) -> Option<(io::Result<Option<ReceivedBytes<'py>>>, usize)> {
     let py = lp.py();
     let mut owned = lp.get().bytes_for(py, size)?;
     let capacity = owned.capacity();
     // SAFETY: the object is writable for `capacity` bytes, and nothing else
     // references it.
     let n = match unsafe { read(fd, owned.as_mut_ptr(), capacity) } {
-        Ok(0) => return Some(Ok(None)),
+        Ok(0) => return Some((Ok(None), capacity)),
         Ok(n) => n,
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Some((Err(e), capacity)),
     };
     if fits(capacity, n) {
-        return Some(Ok(Some((owned.finish(n), capacity))));
+        return Some((Ok(Some((owned.finish(n), capacity))), capacity));
     }
     let Some(mut exact) = OwnedBytes::new(py, n) else {
-        return Some(Err(io::ErrorKind::OutOfMemory.into()));
+        return Some((Err(io::ErrorKind::OutOfMemory.into()), capacity));
     };
     // SAFETY: `owned` holds `n` read bytes; `exact` has room for `n`; they
     // are distinct objects.
     unsafe { std::ptr::copy_nonoverlapping(owned.as_mut_ptr(), exact.as_mut_ptr(), n) };
     lp.get().keep_spare_bytes(py, owned);
-    Some(Ok(Some((exact.finish(n), n))))
+    Some((Ok(Some((exact.finish(n), n))), capacity))
 }
 
 fn receive_buffered(
