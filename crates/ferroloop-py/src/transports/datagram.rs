@@ -43,7 +43,7 @@ use ferroloop_core::sys::{socket, would_block};
 use ferroloop_core::transport::lifecycle::WriteGate;
 use ferroloop_core::Chunk;
 use pyo3::exceptions::{
-    PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
+    PyBlockingIOError, PyInterruptedError, PyMemoryError, PyOSError, PyTypeError, PyValueError,
 };
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -204,9 +204,11 @@ impl DatagramTransport {
                 return Ok(());
             };
             let mut from = SockAddr::empty();
+            let lp = this.base.lp(py);
             let got = {
-                let mut buf = this.base.lp(py).get().read_buffer(py);
-                socket::recv_from(fd, &mut buf, &mut from).map(|n| PyBytes::new(py, &buf[..n]))
+                let mut buf = lp.get().read_buffer(py);
+                socket::recv_from(fd, &mut buf, &mut from)
+                    .map(|n| datagram_bytes(lp.get(), py, &buf[..n]))
             };
             match got {
                 Err(e) if would_block(&e) => return Ok(()),
@@ -215,8 +217,15 @@ impl DatagramTransport {
                     return Ok(());
                 }
                 Ok(data) => {
+                    let (data, capacity) = data?;
                     let addr = this.address_object(py, &from)?;
-                    received.call1(py, (data, addr))?;
+                    let result = received.call1(py, (&data, addr));
+                    if let Some(capacity) = capacity {
+                        // SAFETY: `data` was finished from an object of
+                        // `capacity` bytes by `datagram_bytes`.
+                        unsafe { lp.get().recycle_bytes(py, data, capacity) };
+                    }
+                    result?;
                 }
             }
             if !this.still_reading(py) {
@@ -500,3 +509,25 @@ impl DatagramTransport {
 }
 
 transport_methods!(DatagramTransport);
+
+/// A received datagram as a `bytes`, in the loop's spare object when it fits
+/// (`ferroloop_core::io::read_policy`, "Reusing the object"), with the size
+/// its object was allocated for; an empty datagram is the shared empty
+/// `bytes`, never reused.
+fn datagram_bytes<'py>(
+    lp: &Loop,
+    py: Python<'py>,
+    data: &[u8],
+) -> PyResult<(Bound<'py, PyBytes>, Option<usize>)> {
+    if data.is_empty() {
+        return Ok((PyBytes::new(py, data), None));
+    }
+    let mut owned = lp
+        .bytes_for(py, data.len())
+        .ok_or_else(|| PyMemoryError::new_err(()))?;
+    // SAFETY: the object has room for `data.len()` bytes, and nothing else
+    // references it.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), owned.as_mut_ptr(), data.len()) };
+    let capacity = owned.capacity();
+    Ok((owned.finish(data.len()), Some(capacity)))
+}
