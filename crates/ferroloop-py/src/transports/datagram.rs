@@ -6,8 +6,9 @@
 //! ready item (where asyncio queues `_read_ready`), and the transport
 //! receives up to [`READ_BATCH`] datagrams, each with `recvfrom` into the
 //! loop's shared receive buffer (asyncio's 256 KiB `max_size`), copied into
-//! an exact-size `bytes` and passed with its sender's address to
-//! `datagram_received`, one datagram per call. It stops early when the
+//! a `bytes` of its size (the loop's spare object when it fits, taken back
+//! if the protocol drops it: `ferroloop_core::io::read_policy`) and passed
+//! with its sender's address to `datagram_received`, one datagram per call. It stops early when the
 //! socket has nothing more, or the protocol closed, aborted or paused the
 //! transport; a socket that keeps receiving then waits for the next turn,
 //! so timers and other descriptors are served in between. An `OSError`

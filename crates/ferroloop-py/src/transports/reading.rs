@@ -2,8 +2,10 @@
 //!
 //! One read per readiness event, where the read-size policy says
 //! (`ferroloop_core::io::read_policy`): into the loop's shared receive
-//! buffer, copied into an exact-size `bytes` for `data_received`, or after a
-//! large read straight into a new `bytes` of the last read's size. A
+//! buffer, copied into a `bytes` of its size for `data_received`, or
+//! straight into a `bytes` sized from the recent reads. That object is the
+//! loop's spare one when it fits, and is taken back as the spare if the
+//! protocol drops it (`OwnedBytes`). A
 //! `BufferedProtocol` gets `get_buffer(-1)`, a read straight into that
 //! buffer, and `buffer_updated(n)`. A native protocol (the TLS layer) is
 //! handed the shared buffer's bytes in place, without a Python call, and so
