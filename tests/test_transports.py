@@ -593,3 +593,43 @@ def test_received_bytes_never_change_and_carry_no_stale_hash(loop):
         await finish(server, sp, cp)
 
     loop.run_until_complete(main())
+
+
+def test_kept_chunks_cost_at_most_an_eighth_more_memory_than_their_data(loop):
+    # Reads may go straight into a bytes object a little larger than what
+    # arrives; a protocol keeping every chunk must not pay much for it.
+    import tracemalloc
+
+    total = 4 * 1024 * 1024
+
+    class Keeper(Recorder):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.chunks = []
+            self.size = 0
+
+        def data_received(self, data):
+            self.chunks.append(data)
+            self.size += len(data)
+
+    async def main():
+        sp, cp, server = await tcp_pair(loop, server_protocol=Keeper(loop))
+        payload = os.urandom(total)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            view = memoryview(payload)
+            for start in range(0, total, 48 * 1024):
+                cp.transport.write(view[start : start + 48 * 1024])
+                await asyncio.sleep(0)
+            while sp.size < total:
+                await asyncio.sleep(0.001)
+            used = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert b"".join(sp.chunks) == payload
+        overhead = 300 * 1024 + 64 * len(sp.chunks)
+        assert used <= total + total // 8 + overhead, (used, len(sp.chunks))
+        await finish(server, sp, cp)
+
+    loop.run_until_complete(main())

@@ -42,10 +42,10 @@ fn reads_go_direct_after_a_large_one_and_shared_after_a_full_one() {
     sizer.record(DIRECT_READ - 1, MAX);
     assert_eq!(sizer.plan(MAX), ReadPlan::Shared, "small reads are copied");
     sizer.record(1024, MAX);
-    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(1280), "a quarter more");
-    sizer.record(1024, 1280);
-    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(1280), "steady");
-    sizer.record(1280, 1280);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(1152), "an eighth more");
+    sizer.record(1024, 1152);
+    assert_eq!(sizer.plan(MAX), ReadPlan::Direct(1152), "steady");
+    sizer.record(1152, 1152);
     assert_eq!(
         sizer.plan(MAX),
         ReadPlan::Shared,
@@ -65,25 +65,25 @@ fn the_guess_keeps_the_largest_recent_read_and_forgets_it_slowly() {
     sizer.record(600, 10_000);
     assert_eq!(
         sizer.plan(MAX),
-        ReadPlan::Direct(8750),
-        "7000 plus a quarter"
+        ReadPlan::Direct(7875),
+        "7000 plus an eighth"
     );
-    sizer.record(7000, 8750);
+    sizer.record(7000, 7875);
     assert_eq!(
         sizer.plan(MAX),
-        ReadPlan::Direct(8750),
+        ReadPlan::Direct(7875),
         "the large one still fits"
     );
     for _ in 0..40 {
-        sizer.record(600, 8750);
+        sizer.record(600, 7875);
     }
     assert_eq!(
         sizer.plan(MAX),
-        ReadPlan::Direct(750),
+        ReadPlan::Direct(675),
         "down to the small ones"
     );
     for _ in 0..40 {
-        sizer.record(0, 750);
+        sizer.record(0, 675);
     }
     assert_eq!(
         sizer.plan(MAX),
@@ -95,8 +95,8 @@ fn the_guess_keeps_the_largest_recent_read_and_forgets_it_slowly() {
 #[test]
 fn a_reused_object_is_large_enough_and_not_much_larger() {
     assert!(fits(1024, 1024));
-    assert!(fits(1024, 768), "a quarter unused");
-    assert!(!fits(1024, 767), "more than a quarter unused");
+    assert!(fits(1024, 896), "an eighth unused");
+    assert!(!fits(1024, 895), "more than an eighth unused");
     assert!(!fits(1024, 1025), "too small");
     assert!(fits(2, 2));
     assert!(!fits(0, 1));

@@ -10,7 +10,7 @@
 //! large ones.
 //!
 //! - While that guess is [`DIRECT_READ`] bytes or more, reads go straight
-//!   into an object of the guess plus a quarter. A stream of similar
+//!   into an object of the guess plus an eighth. A stream of similar
 //!   messages (an echo, a request/response protocol, a bulk transfer in
 //!   steady chunks) then lands without a copy.
 //! - A read that filled such an object may have left more data queued, so
@@ -28,9 +28,9 @@
 //! allocate pair costs a 1 KiB echo as much as the rest of the loop's own
 //! work per message. A shorter `bytes` than its allocation is sound (its
 //! memory is freed by address). An object carries `n` bytes only if it was
-//! made for at least `n` and at most a quarter more ([`fits`]), so that
-//! what a kept object holds beyond its contents stays bounded, as in an
-//! allocator's size classes; a direct read that got less is copied into an
+//! made for at least `n` and at most an eighth more ([`fits`]), so that
+//! what a kept object holds beyond its contents stays bounded (a protocol
+//! that keeps every chunk uses at most an eighth more memory for them); a direct read that got less is copied into an
 //! object of its size, and the unused one stays the spare.
 
 /// Reads at least this large send the next read straight into an object.
@@ -61,7 +61,7 @@ impl ReadSizer {
         if self.filled || self.guess < DIRECT_READ {
             ReadPlan::Shared
         } else {
-            ReadPlan::Direct((self.guess + self.guess / 4).min(max))
+            ReadPlan::Direct((self.guess + self.guess / 8).min(max))
         }
     }
 
@@ -74,8 +74,8 @@ impl ReadSizer {
 }
 
 /// Whether an object allocated for `capacity` bytes may carry `n` (see
-/// "Reusing the object" above): it is large enough, and at most a quarter
+/// "Reusing the object" above): it is large enough, and at most an eighth
 /// of it would go unused.
 pub fn fits(capacity: usize, n: usize) -> bool {
-    n <= capacity && capacity - n <= capacity / 4
+    n <= capacity && capacity - n <= capacity / 8
 }
