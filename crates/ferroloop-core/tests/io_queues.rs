@@ -93,6 +93,32 @@ fn the_guess_keeps_the_largest_recent_read_and_forgets_it_slowly() {
 }
 
 #[test]
+fn a_burst_larger_than_the_guess_is_learned_whole() {
+    // A peer sends 100 KiB messages, each all queued by the time the
+    // transport reads; the guess starts far too small.
+    const MAX: usize = 1 << 18;
+    const MESSAGE: usize = 100 * 1024;
+    let mut sizer = ReadSizer::default();
+    sizer.record(40_000, MAX);
+    let mut reads_per_message = Vec::new();
+    for _ in 0..6 {
+        let (mut left, mut reads) = (MESSAGE, 0);
+        while left > 0 {
+            let room = match sizer.plan(MAX) {
+                ReadPlan::Direct(size) => size,
+                ReadPlan::Shared => MAX,
+            };
+            let n = left.min(room);
+            sizer.record(n, room);
+            left -= n;
+            reads += 1;
+        }
+        reads_per_message.push(reads);
+    }
+    assert_eq!(reads_per_message, [2, 1, 1, 1, 1, 1]);
+}
+
+#[test]
 fn a_reused_object_is_large_enough_and_not_much_larger() {
     assert!(fits(1024, 1024));
     assert!(fits(1024, 896), "an eighth unused");

@@ -15,7 +15,8 @@
 //!   steady chunks) then lands without a copy.
 //! - A read that filled such an object may have left more data queued, so
 //!   the next read goes to the shared buffer, which takes up to 256 KiB at
-//!   once; the one after that is sized from what it got.
+//!   once; the two reads count as one burst for the guess, so that the next
+//!   burst of that size lands in one read.
 //! - Smaller reads go to the shared buffer: their copy is cheap, and a
 //!   guess that small would cut a queue of pipelined messages into many
 //!   reads.
@@ -48,17 +49,18 @@ pub enum ReadPlan {
 /// The read-size policy of one transport: remembers the recent reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadSizer {
-    /// The largest recent read, decayed by an eighth per smaller one.
+    /// The largest recent burst, decayed by an eighth per smaller one.
     guess: usize,
-    /// Whether the last read filled all the room it was given.
-    filled: bool,
+    /// What the reads of the current burst got, while each filled all the
+    /// room it was given (0 otherwise): the next read continues the burst.
+    filled: usize,
 }
 
 impl ReadSizer {
     /// Where the next read should go; direct reads are capped at `max` (the
     /// size of the shared buffer).
     pub fn plan(&self, max: usize) -> ReadPlan {
-        if self.filled || self.guess < DIRECT_READ {
+        if self.filled > 0 || self.guess < DIRECT_READ {
             ReadPlan::Shared
         } else {
             ReadPlan::Direct((self.guess + self.guess / 8).min(max))
@@ -66,10 +68,13 @@ impl ReadSizer {
     }
 
     /// Records a read of `n` bytes (0 for none or an error) into room for
-    /// `room` bytes.
+    /// `room` bytes. A read after one that filled its room belongs to the
+    /// same burst: the guess learns the burst's whole size, so that the
+    /// next burst of that size fits one read.
     pub fn record(&mut self, n: usize, room: usize) {
-        self.guess = n.max(self.guess - self.guess / 8);
-        self.filled = n > 0 && n == room;
+        let burst = self.filled + n;
+        self.guess = burst.max(self.guess - self.guess / 8);
+        self.filled = if n > 0 && n == room { burst } else { 0 };
     }
 }
 
