@@ -1,8 +1,8 @@
 //! The narrow interface of the loop for the objects above it: transports of
 //! every kind and socket waiters. They watch and unwatch their descriptor,
-//! schedule callbacks, borrow the shared receive buffer, make futures, read
-//! the debug flag and report errors; nothing else of the loop's state is
-//! theirs to touch.
+//! schedule callbacks, borrow the shared receive buffer and the spare
+//! `bytes` object of received data, make futures, read the debug flag and
+//! report errors; nothing else of the loop's state is theirs to touch.
 
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
