@@ -158,47 +158,6 @@ def test_empty_datagrams_are_received(loop):
     loop.run_until_complete(main())
 
 
-def test_received_datagrams_never_change_and_carry_no_stale_hash(loop):
-    # ferroloop fills the bytes object of an earlier datagram again once the
-    # protocol has dropped it: a datagram kept (or viewed) must never change,
-    # and the hash cached by a dropped one must not carry over.
-    sizes = [1024, 1024, 1000, 900, 2048, 8000, 7000, 8192, 2, 1024] * 3
-
-    class Checker(Collector):
-        def __init__(self, loop):
-            super().__init__(loop)
-            self.count = 0
-            self.kept = []
-            self.stale = []
-
-        def datagram_received(self, data, addr):
-            copy = bytes(bytearray(data))
-            if hash(data) != hash(copy) or data != copy:
-                self.stale.append(self.count)
-            self.count += 1
-            if self.count % 3 == 0:
-                self.kept.append((data, copy))
-            elif self.count % 3 == 1:
-                self.kept.append((memoryview(data), copy))
-            self._wake()
-
-    async def main():
-        t, p = await loop.create_datagram_endpoint(lambda: Checker(loop), local_addr=("127.0.0.1", 0))
-        sent = []
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for size in sizes:
-                sent.append(os.urandom(size))
-                s.sendto(sent[-1], t.get_extra_info("sockname"))
-                await p.until(lambda: p.count == len(sent))
-        assert p.stale == []
-        assert p.kept and all(bytes(kept) == copy for kept, copy in p.kept)
-        assert [copy for _, copy in p.kept] == [d for i, d in enumerate(sent) if (i + 1) % 3 != 2]
-        t.close()
-        await p.lost
-
-    loop.run_until_complete(main())
-
-
 def test_extra_info_repr_and_private_attributes(loop):
     async def main():
         st, sp = await endpoint(loop, local_addr=("127.0.0.1", 0))
