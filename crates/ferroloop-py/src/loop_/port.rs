@@ -75,6 +75,22 @@ impl Loop {
             .or_else(|| OwnedBytes::new(py, n))
     }
 
+    /// `data` (not empty) copied into a `bytes` from [`Loop::bytes_for`],
+    /// with the size that object was allocated for (to give it back with
+    /// `recycle_bytes`); `None` if none can be allocated.
+    pub(crate) fn bytes_of<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+    ) -> Option<(Bound<'py, PyBytes>, usize)> {
+        let mut owned = self.bytes_for(py, data.len())?;
+        // SAFETY: the object has room for `data.len()` bytes, and nothing
+        // else references it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), owned.as_mut_ptr(), data.len()) };
+        let capacity = owned.capacity();
+        Some((owned.finish(data.len()), capacity))
+    }
+
     /// After a protocol was handed `data`: kept as the loop's spare object if
     /// nobody references it any more.
     ///

@@ -523,12 +523,8 @@ fn datagram_bytes<'py>(
     if data.is_empty() {
         return Ok((PyBytes::new(py, data), None));
     }
-    let mut owned = lp
-        .bytes_for(py, data.len())
+    let (bytes, capacity) = lp
+        .bytes_of(py, data)
         .ok_or_else(|| PyMemoryError::new_err(()))?;
-    // SAFETY: the object has room for `data.len()` bytes, and nothing else
-    // references it.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), owned.as_mut_ptr(), data.len()) };
-    let capacity = owned.capacity();
-    Ok((owned.finish(data.len()), Some(capacity)))
+    Ok((bytes, Some(capacity)))
 }

@@ -310,18 +310,12 @@ fn receive_stream(
     let result = match feed::feed(protocol, &buf[..n]) {
         Some(result) => result,
         None => {
-            let owned = lp.get().bytes_for(py, n);
-            match owned {
-                Some(mut owned) => {
-                    // SAFETY: the object has room for `n` bytes, and
-                    // nothing else references it.
-                    unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), owned.as_mut_ptr(), n) };
-                    drop(buf);
-                    let capacity = owned.capacity();
-                    let data = owned.finish(n);
+            let copied = lp.get().bytes_of(py, &buf[..n]);
+            drop(buf);
+            match copied {
+                Some((data, capacity)) => {
                     let result = data_received.call1((&data,)).map(drop);
-                    // SAFETY: `data` was finished from an object of
-                    // `capacity` bytes just above.
+                    // SAFETY: `data` comes from `bytes_of`, with `capacity`.
                     unsafe { lp.get().recycle_bytes(py, data, capacity) };
                     result
                 }
@@ -354,15 +348,8 @@ fn read_shared<'py>(
     if n == 0 {
         return Ok(None);
     }
-    let mut owned = lp
-        .get()
-        .bytes_for(py, n)
-        .ok_or(io::ErrorKind::OutOfMemory)?;
-    // SAFETY: the object has room for at least `n` bytes, and nothing else
-    // references it.
-    unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), owned.as_mut_ptr(), n) };
-    let capacity = owned.capacity();
-    Ok(Some((owned.finish(n), capacity)))
+    let copied = lp.get().bytes_of(py, &buf[..n]);
+    Ok(Some(copied.ok_or(io::ErrorKind::OutOfMemory)?))
 }
 
 /// Reads straight into a `bytes` of at least `size` bytes (the loop's spare
