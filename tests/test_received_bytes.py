@@ -11,6 +11,31 @@ from test_datagram import Collector
 from test_transports import Recorder, finish, tcp_pair
 
 
+class Chunks:
+    """What a protocol was handed: every third chunk kept, every third
+    kept through a memoryview, the rest dropped with their hash cached;
+    each compared with a copy (and its hash) made on arrival."""
+
+    def __init__(self):
+        self.count = 0
+        self.kept = []
+        self.stale = []
+
+    def take(self, data):
+        copy = bytes(bytearray(data))
+        if hash(data) != hash(copy) or data != copy:
+            self.stale.append(self.count)
+        self.count += 1
+        if self.count % 3 == 0:
+            self.kept.append((data, copy))
+        elif self.count % 3 == 1:
+            self.kept.append((memoryview(data), copy))
+
+    def check(self):
+        assert self.stale == []
+        assert self.kept and all(bytes(kept) == copy for kept, copy in self.kept)
+
+
 def test_received_bytes_never_change_and_carry_no_stale_hash(loop):
     # ferroloop fills the bytes object of an earlier read again once the
     # protocol has dropped it: a chunk the protocol keeps, or a view of one,
@@ -21,21 +46,11 @@ def test_received_bytes_never_change_and_carry_no_stale_hash(loop):
     class Keeper(Recorder):
         def __init__(self, loop):
             super().__init__(loop)
-            self.kept = []
-            self.stale = []
-            self.count = 0
+            self.chunks = Chunks()
 
         def data_received(self, data):
             super().data_received(data)
-            copy = bytes(bytearray(data))
-            if hash(data) != hash(copy) or data != copy or len(data) != len(copy):
-                self.stale.append(self.count)
-            self.count += 1
-            if self.count % 3 == 0:
-                self.kept.append((data, copy))
-            elif self.count % 3 == 1:
-                self.kept.append((memoryview(data), copy))
-            # Otherwise dropped, with its hash cached.
+            self.chunks.take(data)
 
     async def main():
         sp, cp, server = await tcp_pair(loop, server_protocol=Keeper(loop))
@@ -47,8 +62,7 @@ def test_received_bytes_never_change_and_carry_no_stale_hash(loop):
             while len(sp.data) < len(sent):
                 await asyncio.sleep(0.001)
         assert bytes(sp.data) == bytes(sent)
-        assert sp.stale == []
-        assert sp.kept and all(bytes(kept) == copy for kept, copy in sp.kept)
+        sp.chunks.check()
         await finish(server, sp, cp)
 
     loop.run_until_complete(main())
@@ -103,19 +117,10 @@ def test_received_datagrams_never_change_and_carry_no_stale_hash(loop):
     class Checker(Collector):
         def __init__(self, loop):
             super().__init__(loop)
-            self.count = 0
-            self.kept = []
-            self.stale = []
+            self.chunks = Chunks()
 
         def datagram_received(self, data, addr):
-            copy = bytes(bytearray(data))
-            if hash(data) != hash(copy) or data != copy:
-                self.stale.append(self.count)
-            self.count += 1
-            if self.count % 3 == 0:
-                self.kept.append((data, copy))
-            elif self.count % 3 == 1:
-                self.kept.append((memoryview(data), copy))
+            self.chunks.take(data)
             self._wake()
 
     async def main():
@@ -125,10 +130,9 @@ def test_received_datagrams_never_change_and_carry_no_stale_hash(loop):
             for size in sizes:
                 sent.append(os.urandom(size))
                 s.sendto(sent[-1], t.get_extra_info("sockname"))
-                await p.until(lambda: p.count == len(sent))
-        assert p.stale == []
-        assert p.kept and all(bytes(kept) == copy for kept, copy in p.kept)
-        assert [copy for _, copy in p.kept] == [d for i, d in enumerate(sent) if (i + 1) % 3 != 2]
+                await p.until(lambda: p.chunks.count == len(sent))
+        p.chunks.check()
+        assert [copy for _, copy in p.chunks.kept] == [d for i, d in enumerate(sent) if (i + 1) % 3 != 2]
         t.close()
         await p.lost
 
