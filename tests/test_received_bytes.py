@@ -8,7 +8,7 @@ import os
 import socket
 
 from test_datagram import Collector
-from test_transports import Recorder, finish, tcp_pair
+from test_transports import Recorder, finish, send_chunks, tcp_pair
 
 
 class Chunks:
@@ -54,14 +54,8 @@ def test_received_bytes_never_change_and_carry_no_stale_hash(loop):
 
     async def main():
         sp, cp, server = await tcp_pair(loop, server_protocol=Keeper(loop))
-        sent = bytearray()
-        for size in sizes * 3:
-            chunk = os.urandom(size)
-            sent += chunk
-            cp.transport.write(chunk)
-            while len(sp.data) < len(sent):
-                await asyncio.sleep(0.001)
-        assert bytes(sp.data) == bytes(sent)
+        sent = await send_chunks(cp, sp, sizes * 3)
+        assert bytes(sp.data) == sent
         sp.chunks.check()
         await finish(server, sp, cp)
 

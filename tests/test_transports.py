@@ -64,6 +64,19 @@ async def tcp_pair(loop, server_protocol=None, client_protocol=None):
     return server_protocol, client_protocol, server
 
 
+async def send_chunks(client, server_protocol, sizes):
+    """Writes a random chunk of each size from ``client``'s transport, each
+    once the server protocol has received all before it; returns them all."""
+    sent = bytearray()
+    for size in sizes:
+        chunk = os.urandom(size)
+        sent += chunk
+        client.transport.write(chunk)
+        while len(server_protocol.data) < len(sent):
+            await asyncio.sleep(0.001)
+    return bytes(sent)
+
+
 async def finish(server, *protocols):
     for p in protocols:
         if p.transport is not None:
@@ -539,14 +552,8 @@ def test_reads_of_changing_sizes_deliver_every_byte_as_bytes(loop):
 
     async def main():
         sp, cp, server = await tcp_pair(loop, server_protocol=Chunks(loop))
-        sent = bytearray()
-        for size in sizes:
-            chunk = os.urandom(size)
-            sent += chunk
-            cp.transport.write(chunk)
-            while len(sp.data) < len(sent):
-                await asyncio.sleep(0.001)
-        assert bytes(sp.data) == bytes(sent)
+        sent = await send_chunks(cp, sp, sizes)
+        assert bytes(sp.data) == sent
         await finish(server, sp, cp)
 
     loop.run_until_complete(main())
